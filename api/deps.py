@@ -1,0 +1,90 @@
+"""Request dependencies: credentials → Principal (once per request) → rate limit → tenant transaction."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from api.runtime import Runtime
+from pasar.db.pool import Conn, tenant_transaction
+from pasar.errors import Forbidden, RateLimited, Unauthorized
+from pasar.tenancy import service as tenancy
+from pasar.tenancy.models import Principal, Role, Scope
+
+_bearer = HTTPBearer(auto_error=False, description="An access token from POST /v1/auth/token")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="A tenant or operator API key")
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def authenticate(
+    request: Request,
+    runtime: RuntimeDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
+) -> Principal:
+    if bearer is not None:
+        principal = runtime.issuer.principal_from_access_token(bearer.credentials)
+    elif api_key:
+        principal = await runtime.authenticator.principal_from_key(api_key)
+    else:
+        raise Unauthorized("authentication required: a Bearer token or an X-API-Key header")
+    request.state.principal = principal
+    return principal
+
+
+async def limited_principal(principal: Annotated[Principal, Depends(authenticate)], runtime: RuntimeDep) -> Principal:
+    if principal.kind == "user":
+        wait = await runtime.limiter.acquire(await runtime.request_limits(principal))
+        if wait > 0:
+            raise RateLimited("rate limit exceeded", retry_after=wait)
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(limited_principal)]
+
+
+async def tenant_connection(principal: CurrentPrincipal, runtime: RuntimeDep) -> AsyncIterator[Conn]:
+    """The request's transaction: commits when the endpoint returns, before the response is sent."""
+    if principal.kind != "user":
+        raise Forbidden("this endpoint is for tenant users", code="tenant_principal_required")
+    async with tenant_transaction(principal, database=runtime.database) as conn:
+        await tenancy.verify_principal(conn, principal)
+        yield conn
+
+
+TenantConn = Annotated[Conn, Depends(tenant_connection, scope="function")]
+
+
+async def operator_connection(principal: CurrentPrincipal, runtime: RuntimeDep) -> AsyncIterator[Conn]:
+    if principal.kind != "operator":
+        raise Forbidden("this endpoint is for platform operators", code="operator_required")
+    async with runtime.database.untenanted_transaction() as conn:
+        yield conn
+
+
+OperatorConn = Annotated[Conn, Depends(operator_connection, scope="function")]
+
+
+def require(*roles: Role, scope: Scope = Scope.read) -> Callable[[Principal], Awaitable[None]]:
+    """A route's authorization: the caller's role is one of ``roles`` and its credential carries ``scope``."""
+
+    async def check(principal: CurrentPrincipal) -> None:
+        if principal.kind != "user" or principal.role not in roles:
+            raise Forbidden(f"requires the role {' or '.join(role.value for role in roles)}")
+        if scope not in principal.scopes:
+            raise Forbidden(f"this credential lacks the {scope.value!r} scope", code="insufficient_scope")
+
+    return check
+
+
+ANY_ROLE = tuple(Role)

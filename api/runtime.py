@@ -1,0 +1,88 @@
+"""What one API process holds for its lifetime: the pool, Redis, the limiter, the authenticator."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from redis.asyncio import Redis
+
+from pasar.config import Settings
+from pasar.db.pool import Database, tenant_transaction
+from pasar.db.urls import database_urls
+from pasar.ratelimit import Limit, MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from pasar.secrets import jwt_secret
+from pasar.tenancy import service as tenancy
+from pasar.tenancy.credentials import TokenIssuer
+from pasar.tenancy.models import Principal, parse_rate
+
+LIMITS_TTL_SECONDS = 30.0
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    database: Database
+    redis: Redis | None
+    limiter: RateLimiter
+    issuer: TokenIssuer
+    authenticator: tenancy.Authenticator
+    _limits: dict[UUID, tuple[float, tuple[int, int], tuple[int, int]]] = field(default_factory=dict)
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Runtime:
+        urls = await asyncio.to_thread(database_urls, settings)  # may start the embedded cluster
+        database = Database(
+            urls.app,
+            min_size=settings.db_pool_min_size,
+            max_size=settings.db_pool_max_size,
+            timeout=settings.db_pool_timeout_seconds,
+        )
+        await database.open()
+        redis = None if settings.redis_url is None else Redis.from_url(settings.redis_url.get_secret_value())
+        limiter: RateLimiter = MemoryRateLimiter() if redis is None else RedisRateLimiter(redis)
+        issuer = TokenIssuer(
+            secret=jwt_secret(settings),
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            access_ttl=settings.access_token_ttl_seconds,
+            refresh_ttl=settings.refresh_token_ttl_seconds,
+        )
+        authenticator = tenancy.Authenticator(
+            database=database,
+            issuer=issuer,
+            limiter=limiter,
+            login_policy=tenancy.LoginPolicy(
+                max_failures_per_user=settings.login_max_failures_per_user,
+                max_failures_per_address=settings.login_max_failures_per_address,
+                window_seconds=settings.login_failure_window_seconds,
+            ),
+        )
+        return cls(settings, database, redis, limiter, issuer, authenticator)
+
+    async def stop(self) -> None:
+        await self.database.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+    async def request_limits(self, principal: Principal) -> list[Limit]:
+        """The tenant's and the credential's request budgets, from the tenant's config (cached briefly)."""
+        assert principal.tenant_id is not None
+        cached = self._limits.get(principal.tenant_id)
+        if cached is None or cached[0] < time.monotonic():
+            async with tenant_transaction(principal, database=self.database) as conn:
+                config = await tenancy.tenant_config(conn, principal)
+            cached = (
+                time.monotonic() + LIMITS_TTL_SECONDS,
+                parse_rate(config.rate_limits.api_requests),
+                parse_rate(config.rate_limits.api_key_requests),
+            )
+            self._limits[principal.tenant_id] = cached
+        _, (tenant_count, tenant_window), (key_count, key_window) = cached
+        credential = principal.api_key_id or principal.subject_id
+        return [
+            Limit(f"api:tenant:{principal.tenant_id}", tenant_count, tenant_window),
+            Limit(f"api:credential:{credential}", key_count, key_window),
+        ]

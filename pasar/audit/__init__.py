@@ -1,0 +1,1 @@
+"""The append-only audit log: every state change of every domain writes an event here."""

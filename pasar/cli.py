@@ -1,0 +1,272 @@
+"""The ``pasar`` command. Every command whose output a script may read takes ``--json``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import asdict
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+from uuid import uuid4
+
+import click
+import psycopg
+from psycopg.rows import dict_row
+
+from pasar.config import Settings, get_settings
+from pasar.db.migrate import current_revision, migrate
+from pasar.db.pool import Database, tenant_transaction
+from pasar.db.urls import DatabaseUrls, database_urls
+from pasar.errors import DomainError
+from pasar.secrets import ConfigurationError
+from pasar.tenancy import service as tenancy
+from pasar.tenancy.models import Plan, Principal, ProvisionedTenant
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _fail_cleanly(command: Callable[P, R]) -> Callable[P, R]:
+    """Expected failures print one clear line and exit 1, never a traceback."""
+    from pasar.db.embedded import EmbeddedPostgresError
+
+    @wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except (EmbeddedPostgresError, ConfigurationError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        except DomainError as exc:
+            raise click.ClickException(f"{exc.code}: {exc.message}") from exc
+        except psycopg.OperationalError as exc:
+            raise click.ClickException(f"cannot reach the database: {exc}") from exc
+
+    return wrapper
+
+
+def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
+    click.echo(json.dumps(data, default=str) if as_json else text)
+
+
+def _run(coroutine: Coroutine[Any, Any, R]) -> R:
+    return asyncio.run(coroutine)
+
+
+@click.group()
+def main() -> None:
+    """Pasar: multi-tenant AI trading data platform for the Indonesian market."""
+
+
+# pasar db ---------------------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """The database: the embedded cluster under PASAR_HOME, or the server at PASAR_DATABASE_URL."""
+
+
+def _cluster(settings: Settings) -> Any:
+    from pasar.db.embedded import EmbeddedCluster
+
+    if not settings.embedded:
+        raise click.ClickException("PASAR_DATABASE_URL is set: the database is external, not managed by pasar")
+    return EmbeddedCluster(settings.home, bin_dir=settings.pg_bin_dir)
+
+
+def _status_document(status: Any) -> dict[str, Any]:
+    document = asdict(status)
+    document["data_dir"] = str(document["data_dir"])
+    return document
+
+
+@db.command("start")
+@click.option("--json", "as_json", is_flag=True)
+@_fail_cleanly
+def db_start(as_json: bool) -> None:
+    """Start the embedded cluster (idempotent; recovers a stale pid file or a crash)."""
+    status = _cluster(get_settings()).start()
+    _emit(as_json, _status_document(status), f"running on 127.0.0.1:{status.port} (pid {status.pid})")
+
+
+@db.command("stop")
+@click.option("--json", "as_json", is_flag=True)
+@_fail_cleanly
+def db_stop(as_json: bool) -> None:
+    """Stop the embedded cluster."""
+    status = _cluster(get_settings()).stop()
+    _emit(as_json, _status_document(status), "stopped")
+
+
+@db.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@_fail_cleanly
+def db_status(as_json: bool) -> None:
+    """Whether the embedded cluster runs, and where."""
+    status = _cluster(get_settings()).status()
+    text = f"running on 127.0.0.1:{status.port} (pid {status.pid})" if status.running else "not running"
+    _emit(as_json, _status_document(status), text)
+    if not status.running:
+        sys.exit(3)
+
+
+@db.command("url")
+@click.option("--json", "as_json", is_flag=True)
+@_fail_cleanly
+def db_url(as_json: bool) -> None:
+    """The owner's connection URL (starts the embedded cluster if needed)."""
+    url = database_urls(get_settings()).owner
+    _emit(as_json, {"url": url}, url)
+
+
+@db.command("migrate")
+@click.option("--json", "as_json", is_flag=True)
+@_fail_cleanly
+def db_migrate(as_json: bool) -> None:
+    """Apply the migrations up to the newest (idempotent)."""
+    urls = database_urls(get_settings())
+    migrate(urls)
+    revision = current_revision(urls)
+    _emit(as_json, {"revision": revision}, f"database at revision {revision}")
+
+
+# pasar tenant / operator ------------------------------------------------------------------------------------
+
+
+def _with_database(urls: DatabaseUrls, work: Callable[[Database], Awaitable[R]]) -> R:
+    async def run() -> R:
+        database = Database(urls.app, min_size=1, max_size=2)
+        await database.open()
+        try:
+            return await work(database)
+        finally:
+            await database.close()
+
+    return _run(run())
+
+
+async def _provision(database: Database, name: str, plan: Plan) -> ProvisionedTenant:
+    principal = Principal.system(uuid4())
+    async with tenant_transaction(principal, database=database) as conn:
+        return await tenancy.provision_tenant(conn, principal, name=name, plan=plan)
+
+
+def _provisioned_document(made: ProvisionedTenant) -> dict[str, Any]:
+    return {
+        "tenant_id": str(made.tenant.id),
+        "slug": made.tenant.slug,
+        "admin_user": made.admin_user.username,
+        "admin_password": made.admin_password,
+        "api_key": made.api_key.secret,
+    }
+
+
+@main.group()
+def tenant() -> None:
+    """Tenants."""
+
+
+@tenant.command("create")
+@click.argument("name")
+@click.option("--plan", type=click.Choice([plan.value for plan in Plan]), default=Plan.basic.value, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@_fail_cleanly
+def tenant_create(name: str, plan: str, as_json: bool) -> None:
+    """Create a tenant with an admin user and an API key (shown once)."""
+    urls = database_urls(get_settings())
+    migrate(urls)
+    made = _with_database(urls, lambda database: _provision(database, name, Plan(plan)))
+    document = _provisioned_document(made)
+    _emit(
+        as_json,
+        document,
+        f"tenant {made.tenant.slug} ({made.tenant.id})\n"
+        f"admin user: {made.admin_user.username}  password: {made.admin_password}\n"
+        f"API key (shown once): {made.api_key.secret}",
+    )
+
+
+@main.group()
+def operator() -> None:
+    """Platform operators (not a tenant role)."""
+
+
+@operator.command("create")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@_fail_cleanly
+def operator_create(name: str, as_json: bool) -> None:
+    """Create a platform operator and print its API key (shown once)."""
+    urls = database_urls(get_settings())
+    migrate(urls)
+    operator_id, secret = _run(_create_operator(urls, name))
+    _emit(as_json, {"operator_id": str(operator_id), "api_key": secret}, f"operator {name}\nAPI key: {secret}")
+
+
+async def _create_operator(urls: DatabaseUrls, name: str) -> tuple[Any, str]:
+    async with await psycopg.AsyncConnection.connect(urls.owner, row_factory=dict_row) as conn:
+        return await tenancy.create_operator(conn, name=name)
+
+
+# pasar api / demo -------------------------------------------------------------------------------------------
+
+
+def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    os.environ.setdefault("PASAR_HOME", str(settings.home))
+    uvicorn.run(
+        "api.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+    )
+
+
+@main.command("api")
+@click.option("--host", default=None, help="Default: PASAR_API_HOST (127.0.0.1)")
+@click.option("--port", type=int, default=None, help="Default: PASAR_API_PORT (8000)")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
+@_fail_cleanly
+def api_command(host: str | None, port: int | None, workers: int) -> None:
+    """Serve the API until interrupted."""
+    settings = get_settings()
+    if settings.embedded:
+        migrate(database_urls(settings))  # the embedded database is ours to keep current
+    _serve(settings, host or settings.api_host, port or settings.api_port, workers)
+
+
+@main.command("demo")
+@click.option("--serve/--no-serve", default=True, help="Serve the API afterwards (default) or exit")
+@click.option("--host", default=None)
+@click.option("--port", type=int, default=None)
+@click.option("--json", "as_json", is_flag=True)
+@_fail_cleanly
+def demo(serve: bool, host: str | None, port: int | None, as_json: bool) -> None:
+    """Set up the embedded platform with two demo tenants, print their credentials, and serve the API."""
+    from pasar.demo import ensure_demo
+
+    settings = get_settings()
+    host = host or settings.api_host
+    port = port or settings.api_port
+    urls = database_urls(settings)
+    migrate(urls)
+    document = _with_database(urls, lambda database: ensure_demo(settings, urls, database, host=host, port=port))
+    path = Path(settings.home) / "demo.json"
+    lines = [f"Pasar demo — API {document['api_url']}  (docs: {document['docs_url']})", f"written to {path}"]
+    for entry in document["tenants"]:
+        lines.append(
+            f"  tenant {entry['slug']}: user {entry['username']} / {entry['password']}  API key {entry['api_key']}"
+        )
+    lines.append(f"  operator API key: {document['operator_api_key']}")
+    lines.append(f"Try: curl -s -H 'X-API-Key: {document['tenants'][0]['api_key']}' {document['api_url']}/v1/me")
+    _emit(as_json, document, "\n".join(lines))
+    if serve:
+        _serve(settings, host, port, 1)
