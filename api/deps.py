@@ -7,10 +7,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from redis.exceptions import RedisError
 
 from api.runtime import Runtime
 from pasar.db.pool import Conn, tenant_transaction
-from pasar.errors import Forbidden, RateLimited, Unauthorized
+from pasar.errors import Forbidden, RateLimited, ServiceUnavailable, Unauthorized
 from pasar.tenancy import service as tenancy
 from pasar.tenancy.models import Principal, Role, Scope
 
@@ -42,11 +43,26 @@ async def authenticate(
     return principal
 
 
-async def limited_principal(principal: Annotated[Principal, Depends(authenticate)], runtime: RuntimeDep) -> Principal:
-    if principal.kind == "user":
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def limited_principal(
+    request: Request, principal: Annotated[Principal, Depends(authenticate)], runtime: RuntimeDep
+) -> Principal:
+    if principal.kind != "user":
+        return principal
+    try:
         wait = await runtime.limiter.acquire(await runtime.request_limits(principal))
-        if wait > 0:
-            raise RateLimited("rate limit exceeded", retry_after=wait)
+    except RedisError as exc:
+        # Redis down: reads fail open (counted), writes fail closed, so no write escapes its budget.
+        if request.method not in SAFE_METHODS:
+            raise ServiceUnavailable(
+                "rate limiter unavailable; retry shortly", code="rate_limiter_unavailable"
+            ) from exc
+        request.app.state.metrics.rate_limit_fail_open.inc()
+        return principal
+    if wait > 0:
+        raise RateLimited("rate limit exceeded", retry_after=wait)
     return principal
 
 

@@ -81,6 +81,11 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=self.registry,
         )
+        self.rate_limit_fail_open = Counter(
+            "pasar_rate_limit_fail_open",
+            "Reads let through while the rate limiter was unreachable",
+            registry=self.registry,
+        )
         self.pool = PoolCollector()
         self.registry.register(self.pool)
 

@@ -41,7 +41,12 @@ class Runtime:
             timeout=settings.db_pool_timeout_seconds,
         )
         await database.open()
-        redis = None if settings.redis_url is None else Redis.from_url(settings.redis_url.get_secret_value())
+        redis = None
+        if settings.redis_url is not None:
+            # Short timeouts: a dead Redis must turn into a quick 503 or fail-open read, not a hung request.
+            redis = Redis.from_url(
+                settings.redis_url.get_secret_value(), socket_connect_timeout=0.5, socket_timeout=0.5
+            )
         limiter: RateLimiter = MemoryRateLimiter() if redis is None else RedisRateLimiter(redis)
         issuer = TokenIssuer(
             secret=jwt_secret(settings),
