@@ -42,6 +42,8 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
         headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
     elif exc.status_code == 401:
         headers = {"WWW-Authenticate": "Bearer"}
+    elif exc.status_code == 503:
+        headers = {"Retry-After": "1"}
     return error_response(exc.status_code, exc.code, exc.message, exc.details, headers)
 
 

@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -20,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
 from pasar.request_context import set_request_id
+from pasar.usage.models import UsageEvent, UsageKind
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 access_log = logging.getLogger("pasar.access")
@@ -131,6 +133,17 @@ class ObservabilityMiddleware:
             if status >= 500:
                 self.metrics.errors.labels(route).inc()
             principal = scope.get("state", {}).get("principal")
+            if principal is not None and principal.tenant_id is not None:
+                scope["app"].state.runtime.usage.record(
+                    UsageEvent(
+                        tenant_id=principal.tenant_id,
+                        kind=UsageKind.api_request,
+                        quantity=1,
+                        ts=datetime.now(UTC),
+                        idempotency_key=request_id,
+                        details={"route": route, "status": status},
+                    )
+                )
             access_log.info(
                 "request",
                 extra={

@@ -17,6 +17,7 @@ from pasar.secrets import jwt_secret
 from pasar.tenancy import service as tenancy
 from pasar.tenancy.credentials import TokenIssuer
 from pasar.tenancy.models import Principal, parse_rate
+from pasar.usage.writer import UsageWriter
 
 LIMITS_TTL_SECONDS = 30.0
 
@@ -29,6 +30,7 @@ class Runtime:
     limiter: RateLimiter
     issuer: TokenIssuer
     authenticator: tenancy.Authenticator
+    usage: UsageWriter
     _limits: dict[UUID, tuple[float, tuple[int, int], tuple[int, int]]] = field(default_factory=dict)
 
     @classmethod
@@ -65,9 +67,12 @@ class Runtime:
                 window_seconds=settings.login_failure_window_seconds,
             ),
         )
-        return cls(settings, database, redis, limiter, issuer, authenticator)
+        usage = UsageWriter(database)
+        await usage.start()
+        return cls(settings, database, redis, limiter, issuer, authenticator, usage)
 
     async def stop(self) -> None:
+        await self.usage.stop()
         await self.database.close()
         if self.redis is not None:
             await self.redis.aclose()

@@ -22,6 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from pydantic import SecretStr
 
 from api.app import create_app
 from pasar.config import Settings
@@ -156,7 +157,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
 @pytest.fixture(scope="session")
 def redis_client(settings: Settings, redis_server: RedisServer) -> Iterator[TestClient]:
     """The API in process, with rate limits in the real Redis."""
-    with TestClient(create_app(settings.model_copy(update={"redis_url": redis_server.url}))) as test_client:
+    with TestClient(create_app(settings.model_copy(update={"redis_url": SecretStr(redis_server.url)}))) as test_client:
         yield test_client
 
 

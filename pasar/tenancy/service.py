@@ -117,9 +117,9 @@ class LoginPolicy:
     max_failures_per_address: int
     window_seconds: int
 
-    def limits(self, username: str, address: str) -> list[Limit]:
+    def limits(self, user_key: str, address: str) -> list[Limit]:
         return [
-            Limit(f"login:user:{username.lower()}", self.max_failures_per_user, self.window_seconds),
+            Limit(f"login:user:{user_key}", self.max_failures_per_user, self.window_seconds),
             Limit(f"login:addr:{address}", self.max_failures_per_address, self.window_seconds),
         ]
 
@@ -173,21 +173,24 @@ class Authenticator:
             return await self._issue_pair(conn, principal, family_id=uuid4())
 
     async def login(self, *, username: str, password: str, tenant_slug: str | None, address: str) -> TokenPair:
-        limits = self.login_policy.limits(username, address)
+        async with self.database.untenanted_transaction() as conn:
+            candidates = await repository.auth_login_candidates(conn, username, tenant_slug)
+        if len(candidates) > 1:
+            # Decided before any password check: an unqualified name costs one hash at most, and failures
+            # are counted per tenant's user, so nobody can lock out every tenant's "admin" at once.
+            raise Unauthorized("this username exists in several tenants: give the tenant", code="tenant_required")
+        candidate = candidates[0] if candidates else None
+        user_key = f"{candidate['tenant_id']}:{username}" if candidate else f"unknown:{username.lower()}"
+        limits = self.login_policy.limits(user_key, address)
         wait = await self.limiter.acquire(limits, dry_run=True)
         if wait > 0:
             raise RateLimited("too many failed logins; try again later", retry_after=wait)
-        async with self.database.untenanted_transaction() as conn:
-            candidates = await repository.auth_login_candidates(conn, username, tenant_slug)
-        matches = [c for c in candidates if await asyncio.to_thread(verify_password, c["password_hash"], password)]
-        if not candidates:
-            await asyncio.to_thread(verify_password, DUMMY_PASSWORD_HASH, password)  # same cost as a wrong password
-        if len(matches) != 1 or not matches[0]["user_active"]:
+        password_hash = candidate["password_hash"] if candidate else DUMMY_PASSWORD_HASH  # same cost either way
+        verified = await asyncio.to_thread(verify_password, password_hash, password)
+        if candidate is None or not verified or not candidate["user_active"]:
             await self.limiter.acquire(limits)  # only failures count against the throttle
-            if len(matches) > 1:
-                raise Unauthorized("this username exists in several tenants: give the tenant", code="tenant_required")
             raise Unauthorized("invalid username or password", code="invalid_credentials")
-        match = matches[0]
+        match = candidate
         if match["tenant_status"] != TenantStatus.active:
             raise Forbidden("tenant suspended", code="tenant_suspended")
         role = Role(match["role"])

@@ -1,0 +1,1 @@
+"""Usage events (API requests, AI tokens, orders, reports) and their daily roll-up per tenant."""
