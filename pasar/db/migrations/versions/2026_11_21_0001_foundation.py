@@ -81,6 +81,10 @@ $$;
 
 create or replace function pasar_internal.forbid_change() returns trigger language plpgsql as $$
 begin
+    -- The one exception: ensure_time_partitions moving rows out of a default partition into a new one.
+    if current_setting('pasar.partition_maintenance', true) = 'on' then
+        return old;
+    end if;
     raise exception '%.% is append-only: write a correcting entry instead', tg_table_schema, tg_table_name
         using errcode = 'insufficient_privilege';
 end
@@ -126,6 +130,8 @@ declare
     step interval;
     lower_bound timestamptz;
     partition_name text;
+    default_name text;
+    stragglers boolean;
     parent_schema name;
     parent_table name;
     created integer := 0;
@@ -141,8 +147,27 @@ begin
     while lower_bound < stop_at loop
         partition_name := parent_table || '_p' || to_char(lower_bound at time zone 'UTC', 'YYYYMMDD');
         if to_regclass(format('%I.%I', parent_schema, partition_name)) is null then
-            execute format('create table %I.%I partition of %s for values from (%L) to (%L)',
-                parent_schema, partition_name, parent, lower_bound, lower_bound + step);
+            default_name := parent_table || '_default';
+            execute format('select exists (select 1 from %I.%I where %I >= %L and %I < %L)',
+                parent_schema, default_name, spec.time_column, lower_bound, spec.time_column, lower_bound + step)
+                into stragglers;
+            if stragglers then
+                -- Rows already landed in the default partition for this range: a partition cannot be created
+                -- over them, so build it apart, move the rows in, and attach it (all in this transaction).
+                perform set_config('pasar.partition_maintenance', 'on', true);
+                execute format('create table %I.%I (like %s including defaults including constraints)',
+                    parent_schema, partition_name, parent);
+                execute format('with moved as (delete from %I.%I where %I >= %L and %I < %L returning *) '
+                               'insert into %I.%I select * from moved',
+                    parent_schema, default_name, spec.time_column, lower_bound, spec.time_column,
+                    lower_bound + step, parent_schema, partition_name);
+                execute format('alter table %s attach partition %I.%I for values from (%L) to (%L)',
+                    parent, parent_schema, partition_name, lower_bound, lower_bound + step);
+                perform set_config('pasar.partition_maintenance', 'off', true);
+            else
+                execute format('create table %I.%I partition of %s for values from (%L) to (%L)',
+                    parent_schema, partition_name, parent, lower_bound, lower_bound + step);
+            end if;
             if exists (select 1 from pg_attribute where attrelid = parent and attname = 'tenant_id'
                        and not attisdropped) then
                 perform pasar_internal.apply_tenant_rls(format('%I.%I', parent_schema, partition_name)::regclass);
@@ -362,7 +387,10 @@ begin
     ), audited as (
         insert into audit.events (tenant_id, actor_type, actor_id, action, target_type, target_id, details,
                                   request_id)
-        select c.id, 'operator', p_operator_id::text, 'tenant.' || p_status, 'tenant', c.id::text,
+        -- The operator is named, not identified: tenants read their audit log, and an operator id must stay
+        -- as unguessable as it was made.
+        select c.id, 'operator', (select o.name from tenancy.operators o where o.id = p_operator_id),
+               'tenant.' || p_status, 'tenant', c.id::text,
                jsonb_build_object('reason', p_reason), p_request_id
         from changed c
     )
