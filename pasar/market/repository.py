@@ -1,0 +1,316 @@
+"""All SQL of market data: reference data and the bulk loader (sync, run as pasar_etl by ingestion) and the
+reads of the API (async, as pasar_app; market data is shared by every tenant)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+import polars as pl
+import psycopg
+from psycopg import sql
+
+from pasar.db.pool import Conn
+from pasar.market.copy_format import encode_rows
+from pasar.market.frames import Timeframe
+
+TIMEFRAME_CODES = [timeframe.value for timeframe in Timeframe]
+_MAX_SCALED = 9.0e18  # int8 headroom for a scaled volume
+
+
+@dataclass(frozen=True)
+class InstrumentRef:
+    id: int
+    symbol: str
+    price_precision: int
+
+
+@dataclass(frozen=True)
+class InstrumentRow:
+    """An instrument as stored; ``id`` is internal, ``symbol`` is what callers use."""
+
+    id: int
+    symbol: str
+    name: str
+    exchange: str
+    asset_class: str
+    currency: str
+    lot_size: int
+    price_precision: int
+    tick_rule: str
+    calendar: str
+    is_tradable: bool
+    allows_short: bool
+
+
+_INSTRUMENT_COLUMNS = (
+    "id", "symbol", "name", "exchange", "asset_class", "currency", "lot_size", "price_precision", "tick_rule",
+    "calendar", "is_tradable", "allows_short",
+)  # fmt: skip
+_SELECT_INSTRUMENTS = sql.SQL("select {} from market.instruments").format(
+    sql.SQL(", ").join(map(sql.Identifier, _INSTRUMENT_COLUMNS))
+)
+
+# Reference data (sync, pasar_etl) ---------------------------------------------------------------------------
+
+
+def upsert_instruments(conn: psycopg.Connection[Any], rows: Sequence[dict[str, Any]], *, origin: str) -> int:
+    """Insert or refresh instruments by symbol. ``rows`` carry the instrument columns except id."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            """
+            insert into market.instruments (symbol, name, exchange, asset_class, currency, lot_size,
+                price_precision, tick_rule, calendar, allows_short, origin)
+            values (%(symbol)s, %(name)s, %(exchange)s, %(asset_class)s, %(currency)s, %(lot_size)s,
+                %(price_precision)s, %(tick_rule)s, %(calendar)s, %(allows_short)s, %(origin)s)
+            on conflict (symbol) do update set name = excluded.name, exchange = excluded.exchange,
+                asset_class = excluded.asset_class, currency = excluded.currency, lot_size = excluded.lot_size,
+                price_precision = excluded.price_precision, tick_rule = excluded.tick_rule,
+                calendar = excluded.calendar, allows_short = excluded.allows_short, updated_at = now()
+            where (market.instruments.name, market.instruments.exchange, market.instruments.lot_size,
+                   market.instruments.price_precision, market.instruments.tick_rule, market.instruments.calendar,
+                   market.instruments.allows_short)
+                  is distinct from (excluded.name, excluded.exchange, excluded.lot_size, excluded.price_precision,
+                                    excluded.tick_rule, excluded.calendar, excluded.allows_short)
+            """,
+            [{**row, "origin": origin} for row in rows],
+        )
+    return len(rows)
+
+
+def insert_missing_instruments(conn: psycopg.Connection[Any], rows: Sequence[dict[str, Any]]) -> int:
+    """Instruments first seen in a file get defaults; an existing instrument is never overwritten by them."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            """
+            insert into market.instruments (symbol, name, exchange, asset_class, currency, lot_size,
+                price_precision, tick_rule, calendar, allows_short, origin)
+            values (%(symbol)s, %(name)s, %(exchange)s, %(asset_class)s, %(currency)s, %(lot_size)s,
+                %(price_precision)s, %(tick_rule)s, %(calendar)s, %(allows_short)s, 'landing')
+            on conflict (symbol) do nothing
+            """,
+            rows,
+        )
+        return max(cur.rowcount, 0)
+
+
+def instrument_refs(conn: psycopg.Connection[Any], symbols: Iterable[str]) -> dict[str, InstrumentRef]:
+    cur = conn.execute(
+        "select id, symbol, price_precision from market.instruments where symbol = any(%s)", [list(symbols)]
+    )
+    return {symbol: InstrumentRef(id, symbol, precision) for id, symbol, precision in cur.fetchall()}
+
+
+def upsert_holidays(conn: psycopg.Connection[Any], rows: Sequence[tuple[str, date, str]]) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            "insert into market.holidays (calendar, day, name) values (%s, %s, %s) "
+            "on conflict (calendar, day) do update set name = excluded.name",
+            rows,
+        )
+
+
+def ensure_bar_partitions(conn: psycopg.Connection[Any], start: datetime, end: datetime) -> int:
+    """Partitions for [start, end] before loading (in its own short transaction: creating a partition locks
+    the parent, which must not be held for a whole load)."""
+    row = conn.execute("select pasar_internal.ensure_time_partitions('market.bars', %s, %s)", [start, end]).fetchone()
+    return int(row[0]) if row else 0
+
+
+# The bulk loader (sync, pasar_etl) --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    rows_in: int  # rows staged
+    rows_written: int  # inserted or changed; identical rows are left alone
+
+
+def _scaled(values: pl.Series, scale: int | pl.Series) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """Exact integers of ``values`` × 10^scale (rounded: 1.07219 × 10^5 is 107218.99999999999 in binary)."""
+    exponent = scale if isinstance(scale, int) else scale.to_numpy()
+    scaled: np.ndarray[Any, np.dtype[np.int64]] = np.rint(values.to_numpy() * np.power(10.0, exponent)).astype(np.int64)
+    return scaled
+
+
+def stage_and_merge(
+    conn: psycopg.Connection[Any], frame: pl.DataFrame, refs: dict[str, InstrumentRef], *, source: str
+) -> MergeResult:
+    """Binary COPY of a canonical frame into a temporary staging table, then one INSERT … ON CONFLICT merge
+    into market.bars and the bar_series index. Runs inside the caller's transaction (one per partition)."""
+    if frame.is_empty():
+        return MergeResult(0, 0)
+    ids = {symbol: ref.id for symbol, ref in refs.items()}
+    scales = {symbol: ref.price_precision for symbol, ref in refs.items()}
+    keyed = frame.with_columns(
+        pl.col("symbol").replace_strict(ids, return_dtype=pl.Int32).alias("instrument_id"),
+        pl.col("symbol").replace_strict(scales, return_dtype=pl.Int16).alias("price_scale"),
+        pl.col("timeframe")
+        .replace_strict({code: i for i, code in enumerate(TIMEFRAME_CODES)}, return_dtype=pl.Int16)
+        .alias("tf"),
+    )
+    max_volume = float(keyed["volume"].max() or 0.0)  # type: ignore[arg-type]
+    volume_scale = max(0, min(8, math.floor(math.log10(_MAX_SCALED / max(max_volume, 1.0)))))
+    price_scale = keyed["price_scale"]
+    payload = encode_rows(
+        [
+            ("instrument_id", "int4", keyed["instrument_id"].to_numpy()),
+            ("tf", "int2", keyed["tf"].to_numpy()),
+            ("ts", "timestamptz", keyed["ts"].dt.epoch("us").to_numpy()),
+            ("open", "int8", _scaled(keyed["open"], price_scale)),
+            ("high", "int8", _scaled(keyed["high"], price_scale)),
+            ("low", "int8", _scaled(keyed["low"], price_scale)),
+            ("close", "int8", _scaled(keyed["close"], price_scale)),
+            ("volume", "int8", _scaled(keyed["volume"], volume_scale)),
+            ("price_scale", "int2", price_scale.to_numpy()),
+            ("adjusted", "bool", keyed["adjusted"].cast(pl.Int8).to_numpy()),
+        ]
+    )
+    conn.execute(
+        """
+        create temp table bars_stage (
+            instrument_id int4, tf int2, ts timestamptz, open int8, high int8, low int8, close int8,
+            volume int8, price_scale int2, adjusted bool
+        ) on commit drop
+        """
+    )
+    with conn.cursor() as cur, cur.copy("copy bars_stage from stdin (format binary)") as copy:
+        copy.write(payload)
+    cur = conn.execute(
+        """
+        insert into market.bars as b (instrument_id, timeframe, ts, open, high, low, close, volume, is_adjusted,
+                                      source)
+        select s.instrument_id, (%(timeframes)s::text[])[s.tf + 1], s.ts,
+               round(s.open / p.divisor, s.price_scale), round(s.high / p.divisor, s.price_scale),
+               round(s.low / p.divisor, s.price_scale), round(s.close / p.divisor, s.price_scale),
+               trim_scale(round(s.volume / %(volume_divisor)s::numeric, %(volume_scale)s)), s.adjusted, %(source)s
+        from bars_stage s
+        join (select g as scale, (10::numeric ^ g) as divisor from generate_series(0, 8) g) p
+            on p.scale = s.price_scale
+        on conflict (instrument_id, timeframe, ts) do update
+            set open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
+                volume = excluded.volume, is_adjusted = excluded.is_adjusted, source = excluded.source,
+                ingested_at = now()
+            where (b.open, b.high, b.low, b.close, b.volume, b.is_adjusted, b.source)
+                  is distinct from (excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume,
+                                    excluded.is_adjusted, excluded.source)
+        """,
+        {
+            "timeframes": TIMEFRAME_CODES,
+            "volume_divisor": 10**volume_scale,
+            "volume_scale": volume_scale,
+            "source": source,
+        },
+    )
+    written = cur.rowcount
+    conn.execute(
+        """
+        insert into market.bar_series (instrument_id, timeframe, first_ts, last_ts)
+        select instrument_id, (%s::text[])[tf + 1], min(ts), max(ts) from bars_stage group by 1, 2
+        on conflict (instrument_id, timeframe) do update
+            set first_ts = least(market.bar_series.first_ts, excluded.first_ts),
+                last_ts = greatest(market.bar_series.last_ts, excluded.last_ts), updated_at = now()
+        """,
+        [TIMEFRAME_CODES],
+    )
+    return MergeResult(rows_in=frame.height, rows_written=written)
+
+
+# Reads of the API (async, pasar_app) ------------------------------------------------------------------------
+
+
+def _instrument(row: dict[str, Any]) -> InstrumentRow:
+    return InstrumentRow(**{column: row[column] for column in _INSTRUMENT_COLUMNS})
+
+
+async def list_instruments(conn: Conn, *, asset_class: str | None, exchange: str | None) -> list[InstrumentRow]:
+    cur = await conn.execute(
+        sql.SQL(
+            "{} where (%s::text is null or asset_class = %s) and (%s::text is null or exchange = %s) order by symbol"
+        ).format(_SELECT_INSTRUMENTS),
+        [asset_class, asset_class, exchange, exchange],
+    )
+    return [_instrument(row) for row in await cur.fetchall()]
+
+
+async def get_instrument(conn: Conn, symbol: str) -> InstrumentRow | None:
+    cur = await conn.execute(sql.SQL("{} where symbol = %s").format(_SELECT_INSTRUMENTS), [symbol])
+    row = await cur.fetchone()
+    return None if row is None else _instrument(row)
+
+
+async def stored_timeframes(conn: Conn, instrument_id: int) -> list[str]:
+    cur = await conn.execute("select timeframe from market.bar_series where instrument_id = %s", [instrument_id])
+    return [row["timeframe"] for row in await cur.fetchall()]
+
+
+async def fetch_bars(
+    conn: Conn, *, instrument_id: int, base_timeframe: str, start: datetime, end: datetime, limit: int
+) -> list[dict[str, Any]]:
+    """Stored bars as they are, oldest first."""
+    cur = await conn.execute(
+        "select ts, open, high, low, close, volume from market.bars "
+        "where instrument_id = %s and timeframe = %s and ts >= %s and ts < %s order by ts limit %s",
+        [instrument_id, base_timeframe, start, end, limit],
+    )
+    return await cur.fetchall()
+
+
+async def fetch_bucketed_bars(
+    conn: Conn,
+    *,
+    instrument_id: int,
+    base_timeframe: str,
+    bucket: str,
+    timezone: str,
+    start: datetime,
+    end: datetime,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Bars of a coarser timeframe computed from stored base bars. Buckets are aligned in the exchange's time
+    zone (a daily bar starts at local midnight, a week on Monday, a month on the 1st) and only whole buckets
+    within [start, end) are asked for, since ``start`` is aligned by the caller."""
+    cur = await conn.execute(
+        """
+        with base as (
+            select ts, open, high, low, close, volume,
+                   case %(bucket)s
+                       when '1mo' then date_trunc('month', ts at time zone %(tz)s) at time zone %(tz)s
+                       when '1w' then date_trunc('week', ts at time zone %(tz)s) at time zone %(tz)s
+                       else date_bin(%(interval)s::interval, ts at time zone %(tz)s, timestamp '2000-01-03')
+                            at time zone %(tz)s
+                   end as bucket
+            from market.bars
+            where instrument_id = %(instrument_id)s and timeframe = %(base)s and ts >= %(start)s and ts < %(end)s
+        )
+        select bucket as ts,
+               (array_agg(open order by ts))[1] as open, max(high) as high, min(low) as low,
+               (array_agg(close order by ts desc))[1] as close, sum(volume) as volume
+        from base group by bucket order by bucket limit %(limit)s
+        """,
+        {
+            "bucket": bucket,
+            "tz": timezone,
+            "interval": _INTERVALS.get(bucket, "1 day"),
+            "instrument_id": instrument_id,
+            "base": base_timeframe,
+            "start": start,
+            "end": end,
+            "limit": limit,
+        },
+    )
+    return await cur.fetchall()
+
+
+_INTERVALS = {
+    "1m": "1 minute",
+    "5m": "5 minutes",
+    "15m": "15 minutes",
+    "30m": "30 minutes",
+    "1h": "1 hour",
+    "1d": "1 day",
+}
