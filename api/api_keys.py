@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from api.deps import CurrentPrincipal, TenantConn, require
 from api.schemas import ERROR_RESPONSES, Body, Page
@@ -22,7 +21,7 @@ class ApiKeyCreate(Body):
     name: str = Field(min_length=1, max_length=100)
     user_id: UUID | None = Field(default=None, description="Whose key; the caller by default")
     scopes: list[Scope] | None = Field(default=None, description="At most the user's role allows; all by default")
-    expires_at: datetime | None = None
+    expires_at: AwareDatetime | None = Field(default=None, description="With a time zone; at most 10 years ahead")
 
 
 @router.get("", response_model=Page[ApiKey], dependencies=[AdminRead])

@@ -77,6 +77,11 @@ async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    # A value the database refuses although it passed validation (a NUL character, an out-of-range date).
+    return error_response(422, "invalid_value", "a value in the request cannot be stored", None)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return error_response(500, "internal_error", "an internal error occurred", None)
@@ -88,5 +93,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(PoolTimeout, _database_unavailable)
     app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
+    app.add_exception_handler(psycopg.DataError, _data_error)
     app.add_exception_handler(RedisError, _redis_unavailable)
     app.add_exception_handler(Exception, _unexpected)

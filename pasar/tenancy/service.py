@@ -52,6 +52,7 @@ from pasar.tenancy.models import (
 )
 
 MIN_PASSWORD_LENGTH = 10
+MAX_KEY_LIFETIME = timedelta(days=3653)
 _SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 
 
@@ -454,8 +455,13 @@ async def create_api_key(
     scopes: frozenset[Scope] | None,
     expires_at: datetime | None,
 ) -> IssuedApiKey:
-    if expires_at is not None and expires_at <= datetime.now(UTC):
-        raise InvalidInput("expires_at must be in the future", code="bad_expiry")
+    if expires_at is not None:
+        if expires_at.tzinfo is None:
+            raise InvalidInput("expires_at needs a time zone", code="bad_expiry")
+        if expires_at <= datetime.now(UTC):
+            raise InvalidInput("expires_at must be in the future", code="bad_expiry")
+        if expires_at > datetime.now(UTC) + MAX_KEY_LIFETIME:
+            raise InvalidInput("expires_at is at most 10 years ahead", code="bad_expiry")
     user = await get_user(conn, principal, user_id or principal.subject_id)
     if not user.is_active:
         raise Conflict("the user is deactivated", code="user_inactive")

@@ -390,7 +390,8 @@ begin
         -- The operator is named, not identified: tenants read their audit log, and an operator id must stay
         -- as unguessable as it was made.
         select c.id, 'operator', (select o.name from tenancy.operators o where o.id = p_operator_id),
-               'tenant.' || p_status, 'tenant', c.id::text,
+               case p_status when 'suspended' then 'tenant.suspended' else 'tenant.resumed' end,
+               'tenant', c.id::text,
                jsonb_build_object('reason', p_reason), p_request_id
         from changed c
     )
