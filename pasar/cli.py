@@ -270,3 +270,78 @@ def demo(serve: bool, host: str | None, port: int | None, as_json: bool) -> None
     _emit(as_json, document, "\n".join(lines))
     if serve:
         _serve(settings, host, port, 1)
+
+
+# pasar ingest -----------------------------------------------------------------------------------------------
+
+
+@main.group()
+def ingest() -> None:
+    """Load market data (the same code the Dagster assets run)."""
+
+
+def _etl_connection(settings: Settings) -> psycopg.Connection[Any]:
+    urls = database_urls(settings)
+    if settings.embedded:
+        migrate(urls)
+    return psycopg.connect(urls.etl, autocommit=True)
+
+
+def _reports_document(reports: list[Any]) -> dict[str, Any]:
+    return {
+        "rows_loaded": sum(report.rows_in for report in reports),
+        "rows_written": sum(report.rows_written for report in reports),
+        "batches": len(reports),
+        "symbols": sorted({symbol for report in reports for symbol in report.symbols}),
+        "new_instruments": sorted({symbol for report in reports for symbol in report.new_instruments}),
+        "rejected": [],
+    }
+
+
+@ingest.command("bundled")
+@click.option("--json", "as_json", is_flag=True)
+@_fail_cleanly
+def ingest_bundled(as_json: bool) -> None:
+    """The real historical data shipped with a PyPI package (GOOG daily, EURUSD hourly, BTCUSD monthly)."""
+    from pasar.market import service as market
+
+    with _etl_connection(get_settings()) as conn:
+        document = _reports_document(market.ingest_bundled(conn))
+    _emit(as_json, document, f"loaded {document['rows_loaded']} bars of {', '.join(document['symbols'])}")
+
+
+@ingest.command("synthetic")
+@click.option("--symbols", type=click.IntRange(1, 5_000), default=30, show_default=True)
+@click.option("--days", type=click.IntRange(1, 5_000), default=20, show_default=True)
+@click.option("--timeframe", type=click.Choice(["1m", "5m", "15m", "30m", "1h", "1d"]), default="1m", show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@_fail_cleanly
+def ingest_synthetic(symbols: int, days: int, timeframe: str, seed: int, as_json: bool) -> None:
+    """A seeded synthetic IDX market: ticks, lots, sessions, holidays and auto-rejection bands respected."""
+    from pasar.market import service as market
+
+    with _etl_connection(get_settings()) as conn:
+        reports = market.ingest_synthetic(conn, symbols=symbols, days=days, timeframe=timeframe, seed=seed)
+    document = _reports_document(reports)
+    _emit(as_json, document, f"loaded {document['rows_loaded']} bars over {len(reports)} trading days")
+
+
+@ingest.command("landing")
+@click.option("--json", "as_json", is_flag=True)
+@_fail_cleanly
+def ingest_landing(as_json: bool) -> None:
+    """Every CSV/Parquet file in PASAR_HOME/landing: loaded whole, or moved to rejected/ with its reason."""
+    from pasar.market import service as market
+
+    settings = get_settings()
+    with _etl_connection(settings) as conn:
+        report = market.ingest_landing(conn, Path(settings.home))
+    document = {
+        "rows_loaded": report.rows_loaded,
+        "files_loaded": [entry["file"] for entry in report.loaded],
+        "rejected": report.rejected,
+    }
+    lines = [f"loaded {report.rows_loaded} bars from {len(report.loaded)} files"]
+    lines += [f"rejected {entry['file']}: {entry['reason']}" for entry in report.rejected]
+    _emit(as_json, document, "\n".join(lines))

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import psycopg
 
+from pasar.db.pool import Conn
+from pasar.errors import InvalidInput, NotFound
 from pasar.market import exchange, repository
 from pasar.market.frames import BarFrameError, Timeframe, conform
 from pasar.market.sources.landing import LandingFileError, parse_file
@@ -163,3 +166,120 @@ def ingest_landing(conn: psycopg.Connection[Any], home: Path) -> LandingReport:
         _move(path, processed)
         report.loaded.append({"file": path.name, "duplicates_dropped": parsed.duplicates_dropped, **loaded.as_dict()})
     return report
+
+
+# Reads of the API -------------------------------------------------------------------------------------------
+# Market data is shared by every tenant: these need an authenticated caller but no tenant filter.
+
+MAX_BARS_PAGE = 10_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_UNBOUNDED_END = datetime(3000, 1, 1, tzinfo=UTC)
+_INTRADAY_ORIGIN = datetime(2000, 1, 3)  # a Monday: intraday and daily buckets align to local clock multiples
+
+
+@dataclass(frozen=True)
+class BarsPage:
+    symbol: str
+    timeframe: Timeframe
+    base_timeframe: Timeframe | None
+    bars: list[dict[str, Any]]
+    next_start: datetime | None
+
+
+def _base_for(requested: Timeframe, stored: list[Timeframe]) -> Timeframe | None:
+    """The coarsest stored timeframe that builds the requested one exactly."""
+    if requested in stored:
+        return requested
+
+    def builds(base: Timeframe) -> bool:
+        if base.seconds >= requested.seconds:
+            return False
+        if requested in (Timeframe.w1, Timeframe.mo1):
+            return base.seconds <= Timeframe.d1.seconds
+        return requested.seconds % base.seconds == 0
+
+    candidates = [base for base in stored if builds(base)]
+    return max(candidates, key=lambda base: base.seconds) if candidates else None
+
+
+def bucket_floor(ts: datetime, timeframe: Timeframe, tz: ZoneInfo) -> datetime:
+    """The start of the bucket holding ``ts``, aligned in the exchange's time zone (as the SQL does)."""
+    local = ts.astimezone(tz).replace(tzinfo=None)
+    if timeframe is Timeframe.mo1:
+        floored = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    elif timeframe is Timeframe.w1:
+        day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        floored = day - timedelta(days=day.weekday())
+    else:
+        step = timeframe.seconds
+        offset = int((local - _INTRADAY_ORIGIN).total_seconds()) // step * step
+        floored = _INTRADAY_ORIGIN + timedelta(seconds=offset)
+    return floored.replace(tzinfo=tz).astimezone(UTC)
+
+
+def bucket_after(start: datetime, timeframe: Timeframe, tz: ZoneInfo) -> datetime:
+    """The start of the bucket following the one that starts at ``start``."""
+    local = start.astimezone(tz).replace(tzinfo=None)
+    if timeframe is Timeframe.mo1:
+        following = (local.replace(day=28) + timedelta(days=4)).replace(day=1)
+    elif timeframe is Timeframe.w1:
+        following = local + timedelta(days=7)
+    else:
+        following = local + timedelta(seconds=timeframe.seconds)
+    return following.replace(tzinfo=tz).astimezone(UTC)
+
+
+async def list_instruments(
+    conn: Conn, *, asset_class: str | None = None, exchange_code: str | None = None
+) -> list[repository.InstrumentRow]:
+    return await repository.list_instruments(conn, asset_class=asset_class, exchange=exchange_code)
+
+
+async def bars(
+    conn: Conn,
+    *,
+    symbol: str,
+    timeframe: Timeframe,
+    start: datetime | None,
+    end: datetime | None,
+    limit: int,
+) -> BarsPage:
+    """A page of bars in [start, end), oldest first; any timeframe is built from the stored base bars."""
+    if not 1 <= limit <= MAX_BARS_PAGE:
+        raise InvalidInput(f"limit is between 1 and {MAX_BARS_PAGE}")
+    start = start or _EPOCH
+    end = end or _UNBOUNDED_END
+    if start.tzinfo is None or end.tzinfo is None:
+        raise InvalidInput("start and end need a time zone (e.g. 2026-01-05T00:00:00Z)")
+    if start >= end:
+        raise InvalidInput("start must be before end")
+    instrument = await repository.get_instrument(conn, symbol.upper())
+    if instrument is None:
+        raise NotFound(f"unknown symbol {symbol!r}")
+    stored = [Timeframe(code) for code in await repository.stored_timeframes(conn, instrument.id)]
+    base = _base_for(timeframe, stored)
+    if base is None:
+        if stored and all(t.seconds > timeframe.seconds for t in stored):
+            finest = min(stored, key=lambda t: t.seconds).value
+            raise InvalidInput(f"{symbol} has no bars finer than {finest}: {timeframe.value} cannot be built")
+        return BarsPage(instrument.symbol, timeframe, None, [], None)
+    if base is timeframe:
+        rows = await repository.fetch_bars(
+            conn, instrument_id=instrument.id, base_timeframe=base.value, start=start, end=end, limit=limit
+        )
+        next_start = rows[-1]["ts"] + timedelta(microseconds=1) if len(rows) == limit else None
+    else:
+        tz = exchange.calendar(instrument.calendar).timezone
+        start = bucket_floor(start, timeframe, tz)
+        rows = await repository.fetch_bucketed_bars(
+            conn,
+            instrument_id=instrument.id,
+            base_timeframe=base.value,
+            bucket=timeframe.value,
+            timezone=tz.key,
+            start=start,
+            end=end,
+            limit=limit,
+        )
+        next_start = bucket_after(rows[-1]["ts"], timeframe, tz) if len(rows) == limit else None
+    return BarsPage(instrument.symbol, timeframe, base, rows, next_start)
