@@ -244,32 +244,52 @@ def api_command(host: str | None, port: int | None, workers: int) -> None:
 
 
 @main.command("demo")
-@click.option("--serve/--no-serve", default=True, help="Serve the API afterwards (default) or exit")
+@click.option("--serve/--no-serve", default=True, help="Serve the API and the Dagster UI afterwards, or exit")
 @click.option("--host", default=None)
 @click.option("--port", type=int, default=None)
+@click.option("--dagster-port", type=int, default=3000, show_default=True)
+@click.option("--synthetic-days", type=click.IntRange(1, 250), default=10, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @_fail_cleanly
-def demo(serve: bool, host: str | None, port: int | None, as_json: bool) -> None:
-    """Set up the embedded platform with two demo tenants, print their credentials, and serve the API."""
-    from pasar.demo import ensure_demo
+def demo(
+    serve: bool, host: str | None, port: int | None, dagster_port: int, synthetic_days: int, as_json: bool
+) -> None:
+    """Set up the embedded platform: demo tenants, market data; then serve the API and the Dagster UI."""
+    from pasar import demo as demo_setup
 
     settings = get_settings()
     host = host or settings.api_host
     port = port or settings.api_port
     urls = database_urls(settings)
     migrate(urls)
-    document = _with_database(urls, lambda database: ensure_demo(settings, urls, database, host=host, port=port))
-    path = Path(settings.home) / "demo.json"
-    lines = [f"Pasar demo — API {document['api_url']}  (docs: {document['docs_url']})", f"written to {path}"]
+    document = _with_database(
+        urls, lambda database: demo_setup.ensure_demo(settings, urls, database, host=host, port=port)
+    )
+    document["market"] = demo_setup.load_market_data(urls, synthetic_days=synthetic_days)
+    document["dagster_url"] = f"http://{host}:{dagster_port}" if serve else None
+    demo_setup.write_document(settings, document)
+    lines = [
+        f"Pasar demo — API {document['api_url']}  (docs: {document['docs_url']})",
+        f"written to {Path(settings.home) / 'demo.json'}",
+    ]
     for entry in document["tenants"]:
         lines.append(
             f"  tenant {entry['slug']}: user {entry['username']} / {entry['password']}  API key {entry['api_key']}"
         )
     lines.append(f"  operator API key: {document['operator_api_key']}")
+    market = document["market"]
+    lines.append(f"  market data: {market['bars']} bars of {market['instruments']} instruments")
+    if serve:
+        lines.append(f"  Dagster UI: {document['dagster_url']}  (assets, lineage, checks; starting in the background)")
     lines.append(f"Try: curl -s -H 'X-API-Key: {document['tenants'][0]['api_key']}' {document['api_url']}/v1/me")
     _emit(as_json, document, "\n".join(lines))
     if serve:
-        _serve(settings, host, port, 1)
+        ui = demo_setup.start_dagster_ui(settings, host=host, port=dagster_port)
+        try:
+            _serve(settings, host, port, 1)
+        finally:
+            ui.terminate()
+            ui.wait(timeout=30)
 
 
 # pasar ingest -----------------------------------------------------------------------------------------------

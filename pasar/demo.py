@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -20,6 +23,7 @@ from pasar.config import Settings
 from pasar.db.pool import Database, tenant_transaction
 from pasar.db.urls import DatabaseUrls
 from pasar.errors import DomainError
+from pasar.market import service as market
 from pasar.ratelimit import MemoryRateLimiter
 from pasar.secrets import jwt_secret
 from pasar.tenancy import repository
@@ -29,6 +33,8 @@ from pasar.tenancy.models import Plan, Principal
 
 DEMO_TENANTS = (("Demo Alpha", Plan.professional), ("Demo Beta", Plan.basic))
 DEMO_OPERATOR = "demo-operator"
+DEMO_SYNTHETIC_SYMBOLS = 30
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _authenticator(settings: Settings, database: Database) -> tenancy.Authenticator:
@@ -112,15 +118,56 @@ async def ensure_demo(
     if not await _works(authenticator, operator_key):
         operator_key = await _ensure_operator(urls)
     api_url = f"http://{host}:{port}"
-    document = {
+    document: dict[str, Any] = {
         "api_url": api_url,
         "docs_url": f"{api_url}/docs",
         "openapi_url": f"{api_url}/openapi.json",
         "tenants": tenants,
         "operator_api_key": operator_key,
     }
+    return document
+
+
+def write_document(settings: Settings, document: dict[str, Any]) -> None:
+    path = Path(settings.home) / "demo.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump(document, handle, indent=2)
-    return document
+
+
+def load_market_data(urls: DatabaseUrls, *, synthetic_days: int) -> dict[str, int]:
+    """The bundled real data and a synthetic IDX set (idempotent: a second run rewrites nothing)."""
+    with psycopg.connect(urls.etl, autocommit=True) as conn:
+        market.ingest_bundled(conn)
+        market.ingest_synthetic(conn, symbols=DEMO_SYNTHETIC_SYMBOLS, days=synthetic_days, timeframe="1m")
+        row = conn.execute("select count(*), count(distinct instrument_id) from market.bars").fetchone()
+    assert row is not None
+    return {"bars": int(row[0]), "instruments": int(row[1])}
+
+
+def start_dagster_ui(settings: Settings, *, host: str, port: int) -> subprocess.Popen[bytes]:
+    """``dagster dev`` on the workspace, with DAGSTER_HOME under PASAR_HOME (telemetry off, SQLite storage)."""
+    dagster_home = Path(settings.home).resolve() / "dagster"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    config = dagster_home / "dagster.yaml"
+    if not config.exists():
+        shutil.copy(PROJECT_ROOT / "orchestration" / "dagster.yaml", config)
+    environment = {**os.environ, "DAGSTER_HOME": str(dagster_home), "PASAR_HOME": str(Path(settings.home).resolve())}
+    log = (dagster_home / "dagster-dev.log").open("ab")
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("dagster")),
+            "dev",
+            "-w",
+            str(PROJECT_ROOT / "workspace.yaml"),
+            "-h",
+            host,
+            "-p",
+            str(port),
+        ],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
