@@ -12,7 +12,7 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import uuid4
@@ -193,8 +193,11 @@ class TenantFixture:
         return str(self.made.admin_user.id)
 
 
+MakeTenant = Callable[..., "TenantFixture"]
+
+
 @pytest.fixture
-def make_tenant(settings: Settings):  # type: ignore[no-untyped-def]
+def make_tenant(settings: Settings) -> MakeTenant:
     def make(plan: Plan = Plan.enterprise, name: str | None = None) -> TenantFixture:
         made = asyncio.run(_provision(settings, name or f"Tenant {uuid4().hex[:10]}", plan))
         return TenantFixture(made)
@@ -203,10 +206,10 @@ def make_tenant(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def tenant_a(make_tenant) -> TenantFixture:  # type: ignore[no-untyped-def]
+def tenant_a(make_tenant: MakeTenant) -> TenantFixture:
     return make_tenant()
 
 
 @pytest.fixture
-def tenant_b(make_tenant) -> TenantFixture:  # type: ignore[no-untyped-def]
+def tenant_b(make_tenant: MakeTenant) -> TenantFixture:
     return make_tenant()

@@ -426,7 +426,12 @@ def _calendars() -> dict[str, TradingCalendar]:
             "IDX", ZoneInfo("Asia/Jakarta"), (idx_mon_thu,) * 4 + (idx_fri, (), ()), _holidays_for("IDX")
         ),
         "XNAS": TradingCalendar("XNAS", ZoneInfo("America/New_York"), (us,) * _WEEKDAYS + ((),) * _WEEKEND),
-        "FX": TradingCalendar("FX", ZoneInfo("UTC"), ((_FULL_DAY,),) * _WEEKDAYS + ((),) * _WEEKEND),
+        # The FX week runs from Sunday 21:00 to Friday 21:00 UTC (Sydney open to New York close).
+        "FX": TradingCalendar(
+            "FX",
+            ZoneInfo("UTC"),
+            ((_FULL_DAY,),) * 4 + ((Session(time(0), time(21)),), (), (Session(time(21), time(0)),)),
+        ),
         "CRYPTO": TradingCalendar("CRYPTO", ZoneInfo("UTC"), ((_FULL_DAY,),) * 7),
     }
 

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 __all__ = [
@@ -55,14 +56,14 @@ class BarSlice:
 
 
 # The bars of a slice, joined to their instrument (``b`` and ``i``); every query below starts from it.
-_SLICE = """
+_SLICE = sql.SQL("""
     from market.bars b
     join market.instruments i on i.id = b.instrument_id
     where i.symbol = any(%(symbols)s)
       and b.ts >= %(start)s and b.ts < %(end)s
       and (%(timeframe)s::text is null or b.timeframe = %(timeframe)s::text)
       and (%(source)s::text is null or b.source = %(source)s::text)
-"""
+""")
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,17 @@ class SliceSummary:
 def slice_summary(conn: psycopg.Connection[Any], bars: BarSlice) -> SliceSummary:
     """Row count, time range and a checksum of the stored bars of ``bars`` (the same rows give the same digest)."""
     row = conn.execute(
-        "select count(*), min(b.ts), max(b.ts), "
-        "coalesce(array_agg(distinct i.symbol) filter (where i.symbol is not null), '{}'), "
-        "coalesce(array_agg(distinct b.timeframe) filter (where b.timeframe is not null), '{}'), sum(b.close), "
-        "md5(string_agg(concat_ws('|', i.symbol, b.timeframe, b.ts, b.open, b.high, b.low, b.close, b.volume), "
-        "',' order by i.symbol, b.timeframe, b.ts))" + _SLICE,
+        sql.SQL(
+            """
+            select count(*), min(b.ts), max(b.ts),
+                   coalesce(array_agg(distinct i.symbol), array[]::text[]),
+                   coalesce(array_agg(distinct b.timeframe), array[]::text[]),
+                   sum(b.close),
+                   md5(string_agg(concat_ws('|', i.symbol, b.timeframe, b.ts, b.open, b.high, b.low, b.close,
+                                            b.volume), ',' order by i.symbol, b.timeframe, b.ts))
+            {}
+            """
+        ).format(_SLICE),
         bars.params(),
     ).fetchone()
     assert row is not None
@@ -95,9 +102,10 @@ def preview(conn: psycopg.Connection[Any], bars: BarSlice, limit: int = 5) -> li
     """The first stored bars of the slice (by symbol, timeframe, ts)."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            "select i.symbol, b.timeframe, b.ts, b.open, b.high, b.low, b.close, b.volume, b.source"
-            + _SLICE
-            + " order by i.symbol, b.timeframe, b.ts limit %(limit)s",
+            sql.SQL(
+                "select i.symbol, b.timeframe, b.ts, b.open, b.high, b.low, b.close, b.volume, b.source {} "
+                "order by i.symbol, b.timeframe, b.ts limit %(limit)s"
+            ).format(_SLICE),
             {**bars.params(), "limit": limit},
         )
         return cur.fetchall()
@@ -108,16 +116,18 @@ def ohlc_violations(
 ) -> tuple[int, list[dict[str, Any]]]:
     """Bars where not ``low <= min(open, close) <= max(open, close) <= high`` or ``volume < 0``: how many, and
     the first few."""
-    bad = (
-        " and not (b.low <= least(b.open, b.close) and greatest(b.open, b.close) <= b.high and b.low <= b.high"
-        " and b.volume >= 0)"
-    )
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            "select i.symbol, b.timeframe, b.ts, b.open, b.high, b.low, b.close, b.volume, count(*) over () as total"
-            + _SLICE
-            + bad
-            + " order by i.symbol, b.timeframe, b.ts limit %(limit)s",
+            sql.SQL(
+                """
+                select i.symbol, b.timeframe, b.ts, b.open, b.high, b.low, b.close, b.volume,
+                       count(*) over () as total
+                {}
+                  and not (b.low <= least(b.open, b.close) and greatest(b.open, b.close) <= b.high
+                           and b.volume >= 0)
+                order by i.symbol, b.timeframe, b.ts limit %(limit)s
+                """
+            ).format(_SLICE),
             {**bars.params(), "limit": examples},
         )
         rows = cur.fetchall()
@@ -130,9 +140,10 @@ def ohlc_violations(
 def duplicate_keys(conn: psycopg.Connection[Any], bars: BarSlice) -> int:
     """(instrument, timeframe, ts) keys stored more than once (the primary key keeps this at 0)."""
     row = conn.execute(
-        "select count(*) from (select b.instrument_id, b.timeframe, b.ts"
-        + _SLICE
-        + " group by 1, 2, 3 having count(*) > 1) duplicated",
+        sql.SQL(
+            "select count(*) from (select b.instrument_id, b.timeframe, b.ts {} group by 1, 2, 3 "
+            "having count(*) > 1) duplicated"
+        ).format(_SLICE),
         bars.params(),
     ).fetchone()
     return int(row[0]) if row else 0
@@ -142,7 +153,7 @@ def bar_times(conn: psycopg.Connection[Any], bars: BarSlice) -> dict[tuple[str, 
     """Stored bar starts per (symbol, calendar code, timeframe), ascending."""
     times: dict[tuple[str, str, str], list[datetime]] = {}
     cur = conn.execute(
-        "select i.symbol, i.calendar, b.timeframe, b.ts" + _SLICE + " order by 1, 3, 4",
+        sql.SQL("select i.symbol, i.calendar, b.timeframe, b.ts {} order by 1, 3, 4").format(_SLICE),
         bars.params(),
     )
     for symbol, calendar, timeframe, ts in cur:
@@ -168,20 +179,22 @@ class DayCloseRange:
 def day_close_ranges(
     conn: psycopg.Connection[Any], bars: BarSlice, timezone: str, lookback: timedelta = timedelta(days=14)
 ) -> list[DayCloseRange]:
-    """Per symbol, timeframe and local day (in ``timezone``) of the slice, for instruments under the
-    ``idx_equity`` tick rule: the lowest and highest close and the previous day's last close. Days before the
-    slice (within ``lookback``) are read only to find the first day's reference; the source is not filtered."""
+    """Per symbol, timeframe and local day (in ``timezone``) with bars in the slice, for instruments under the
+    ``idx_equity`` tick rule: the lowest and highest close of the slice's bars that day and the previous day's
+    last close. The reference is taken from any source, and from up to ``lookback`` before the slice."""
     cur = conn.execute(
         """
         with bars as (
-            select i.symbol, b.timeframe, b.ts, b.close, (b.ts at time zone %(tz)s)::date as day
+            select i.symbol, b.timeframe, b.ts, b.close, (b.ts at time zone %(tz)s)::date as day,
+                   b.ts >= %(start)s and (%(source)s::text is null or b.source = %(source)s::text) as in_slice
             from market.bars b
             join market.instruments i on i.id = b.instrument_id
             where i.symbol = any(%(symbols)s) and i.tick_rule = 'idx_equity'
               and b.ts >= %(lookback_start)s and b.ts < %(end)s
               and (%(timeframe)s::text is null or b.timeframe = %(timeframe)s::text)
         ), days as (
-            select symbol, timeframe, day, count(*) as bars, min(close) as min_close, max(close) as max_close,
+            select symbol, timeframe, day, count(*) filter (where in_slice) as bars,
+                   min(close) filter (where in_slice) as min_close, max(close) filter (where in_slice) as max_close,
                    (array_agg(close order by ts desc))[1] as last_close
             from bars
             group by symbol, timeframe, day
@@ -193,7 +206,7 @@ def day_close_ranges(
         )
         select symbol, timeframe, day, bars, min_close, max_close, reference, reference_day
         from referenced
-        where day >= (%(start)s::timestamptz at time zone %(tz)s)::date
+        where bars > 0
         order by symbol, timeframe, day
         """,
         {**bars.params(), "tz": timezone, "lookback_start": bars.start - lookback},
@@ -215,9 +228,10 @@ def bars_outside(
     """Bars of one series in ``[start, end)`` whose close is outside ``[lower, upper]`` (the first few)."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            "select i.symbol, b.timeframe, b.ts, b.close"
-            + _SLICE
-            + " and (b.close < %(lower)s or b.close > %(upper)s) order by b.ts limit %(limit)s",
+            sql.SQL(
+                "select i.symbol, b.timeframe, b.ts, b.close {} "
+                "and (b.close < %(lower)s or b.close > %(upper)s) order by b.ts limit %(limit)s"
+            ).format(_SLICE),
             {
                 **BarSlice((symbol,), start, end, timeframe).params(),
                 "lower": lower,

@@ -157,8 +157,9 @@ def ingest_landing(conn: psycopg.Connection[Any], home: Path) -> LandingReport:
         try:
             parsed = parse_file(path)
             loaded = load_frame(conn, parsed.frame, source=f"landing:{path.name}")
-        except (LandingFileError, BarFrameError) as exc:
-            reason = str(exc)
+        except (LandingFileError, BarFrameError, psycopg.DataError, psycopg.IntegrityError) as exc:
+            # Refused by the parser or by the database's own checks: either way the file loaded nothing.
+            reason = str(exc) if not isinstance(exc, psycopg.Error) else f"the database refused it: {exc}"
             moved = _move(path, rejected)
             moved.with_name(moved.name + ".reason.txt").write_text(reason + "\n")
             report.rejected.append({"file": path.name, "reason": reason})

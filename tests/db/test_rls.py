@@ -792,7 +792,9 @@ SET_CONFIG = re.compile(r"\bset_config\s*\(", re.IGNORECASE)
 
 def _call_arguments(text: str, start: int) -> list[str]:
     """The top-level, comma-separated arguments of a call whose '(' ends just before start."""
-    depth, current, arguments = 0, [], []
+    depth = 0
+    current: list[str] = []
+    arguments: list[str] = []
     for char in text[start:]:
         if char == "(":
             depth += 1

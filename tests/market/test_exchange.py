@@ -355,8 +355,11 @@ def test_fx_and_crypto_calendars() -> None:
     fx, crypto = calendar("FX"), calendar("CRYPTO")
     assert fx.timezone == ZoneInfo("UTC")
     assert fx.is_open(datetime(2026, 1, 5, 0, 0, tzinfo=UTC))
-    assert fx.is_open(datetime(2026, 1, 9, 23, 59, 59, tzinfo=UTC))
-    assert not fx.is_open(datetime(2026, 1, 10, 12, 0, tzinfo=UTC))
+    assert fx.is_open(datetime(2026, 1, 9, 20, 59, 59, tzinfo=UTC))  # Friday, before the New York close
+    assert not fx.is_open(datetime(2026, 1, 9, 21, 0, tzinfo=UTC))
+    assert not fx.is_open(datetime(2026, 1, 10, 12, 0, tzinfo=UTC))  # Saturday
+    assert not fx.is_open(datetime(2026, 1, 11, 20, 59, tzinfo=UTC))
+    assert fx.is_open(datetime(2026, 1, 11, 21, 0, tzinfo=UTC))  # Sunday, the Sydney open
     assert len(fx.bar_starts(MONDAY, Timeframe.m1)) == 1440
     assert fx.session_position(datetime(2026, 1, 5, 12, 0, tzinfo=UTC)) == 0.5
     assert fx.sessions_on(MONDAY) == (Session(time(0), time(0)),)  # end 00:00 means 24:00
