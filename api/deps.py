@@ -19,7 +19,7 @@ _bearer = HTTPBearer(auto_error=False, description="An access token from POST /v
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="A tenant or operator API key")
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:  # async: a plain def would hop to a worker thread
     runtime: Runtime = request.app.state.runtime
     return runtime
 

@@ -88,6 +88,27 @@ class Features(_Strict):
     priority_support: bool = False
 
 
+class TradingLimits(_Strict):
+    """Pre-trade limits and the paper venue's behaviour (beside the seed's max_position_size and stop loss)."""
+
+    max_order_value: int = Field(gt=0, description="Largest single order, whole rupiah")
+    max_gross_exposure: int = Field(gt=0, description="Σ |position value| after the order, whole rupiah")
+    max_orders_per_minute: int = Field(gt=0)
+    price_collar: Decimal = Field(default=Decimal("0.10"), gt=0, lt=1, description="Band around the reference")
+    reference_max_age_seconds: int = Field(default=900, gt=0, description="Older reference prices are stale")
+    venue_clock: Literal["market", "wall"] = Field(
+        default="market",
+        description="Paper venue time: 'market' replays the stored bars (a demo at night still trades), "
+        "'wall' is the real clock with sessions and staleness enforced as on a live venue",
+    )
+    participation: Decimal = Field(default=Decimal("0.10"), gt=0, le=1, description="Share of a bar's volume")
+    slippage_bps: Decimal = Field(default=Decimal("5"), ge=0, le=1_000)
+
+
+def _trading_limits(order: int, gross: int, rate: int) -> TradingLimits:
+    return TradingLimits(max_order_value=order, max_gross_exposure=gross, max_orders_per_minute=rate)
+
+
 class TenantConfig(_Strict):
     """The seed's tenant YAML: trading limits, quotas, rate limits and features of one tenant."""
 
@@ -97,6 +118,7 @@ class TenantConfig(_Strict):
     quotas: Quotas
     rate_limits: RateLimits
     features: Features
+    trading: TradingLimits = Field(default_factory=lambda: _trading_limits(50_000_000, 200_000_000, 30))
 
 
 PLAN_DEFAULTS: dict[Plan, TenantConfig] = {
@@ -107,6 +129,7 @@ PLAN_DEFAULTS: dict[Plan, TenantConfig] = {
         quotas=Quotas(daily_requests=10_000, monthly_budget=500_000),
         rate_limits=RateLimits(api_requests="600/minute", api_key_requests="300/minute", ai_requests="60/hour"),
         features=Features(),
+        trading=_trading_limits(50_000_000, 200_000_000, 30),
     ),
     Plan.professional: TenantConfig(
         risk_profile="moderate",
@@ -115,6 +138,7 @@ PLAN_DEFAULTS: dict[Plan, TenantConfig] = {
         quotas=Quotas(daily_requests=100_000, monthly_budget=5_000_000),
         rate_limits=RateLimits(api_requests="6000/minute", api_key_requests="3000/minute", ai_requests="500/hour"),
         features=Features(advanced_analytics=True, custom_indicators=True),
+        trading=_trading_limits(250_000_000, 1_000_000_000, 120),
     ),
     Plan.enterprise: TenantConfig(
         risk_profile="aggressive",
@@ -123,6 +147,7 @@ PLAN_DEFAULTS: dict[Plan, TenantConfig] = {
         quotas=Quotas(daily_requests=10_000_000, monthly_budget=50_000_000),
         rate_limits=RateLimits(api_requests="200000/minute", api_key_requests="100000/minute", ai_requests="5000/hour"),
         features=Features(advanced_analytics=True, custom_indicators=True, white_label=True, priority_support=True),
+        trading=_trading_limits(1_000_000_000, 5_000_000_000, 100_000),
     ),
 }
 

@@ -54,12 +54,33 @@ async def tenant_id_by_slug(conn: Conn, slug: str) -> UUID | None:
     return None if row is None else UUID(str(row["id"]))
 
 
+# Composed once, to bytes: these run on every request.
+_GET_TENANT = sql.SQL("select {} from tenancy.tenants where id = %s").format(_TENANT_COLUMNS).as_bytes(None)
+_GET_USER = (
+    sql.SQL("select {} from tenancy.users where tenant_id = %s and id = %s").format(_USER_COLUMNS).as_bytes(None)
+)
+
+
 async def get_tenant(conn: Conn, tenant_id: UUID) -> TenantWithConfig | None:
-    cur = await conn.execute(
-        sql.SQL("select {} from tenancy.tenants where id = %s").format(_TENANT_COLUMNS), [tenant_id]
-    )
+    cur = await conn.execute(_GET_TENANT, [tenant_id])
     row = await cur.fetchone()
     return None if row is None else TenantWithConfig.model_validate(row)
+
+
+async def get_user_and_tenant(conn: Conn, tenant_id: UUID, user_id: UUID) -> tuple[User, TenantWithConfig] | None:
+    """The caller's user and tenant rows in one read."""
+    cur = await conn.execute(_GET_USER_AND_TENANT, {"tenant_id": tenant_id, "user_id": user_id})
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    return User.model_validate(row["user"]), TenantWithConfig.model_validate(row["tenant"])
+
+
+_GET_USER_AND_TENANT = (
+    b"select to_jsonb(u) - 'password_hash' as user, to_jsonb(t) as tenant "
+    b"from tenancy.users u join tenancy.tenants t on t.id = u.tenant_id "
+    b"where u.tenant_id = %(tenant_id)s and u.id = %(user_id)s"
+)
 
 
 async def principal_state(
@@ -95,10 +116,7 @@ async def insert_user(
 
 
 async def get_user(conn: Conn, tenant_id: UUID, user_id: UUID) -> User | None:
-    cur = await conn.execute(
-        sql.SQL("select {} from tenancy.users where tenant_id = %s and id = %s").format(_USER_COLUMNS),
-        [tenant_id, user_id],
-    )
+    cur = await conn.execute(_GET_USER, [tenant_id, user_id])
     row = await cur.fetchone()
     return None if row is None else User.model_validate(row)
 

@@ -310,8 +310,10 @@ async def me(conn: Conn, principal: Principal) -> Me:
     if principal.kind != "user":
         return Me(principal=principal, user=None, tenant=None)
     assert principal.tenant_id is not None
-    user = await repository.get_user(conn, principal.tenant_id, principal.subject_id)
-    tenant = await _own_tenant(conn, principal)
+    rows = await repository.get_user_and_tenant(conn, principal.tenant_id, principal.subject_id)
+    if rows is None:
+        raise NotFound("user not found")
+    user, tenant = rows
     return Me(principal=principal, user=user, tenant=tenant)
 
 
