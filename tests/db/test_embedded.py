@@ -13,6 +13,7 @@ import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,10 +65,20 @@ def _dead_pid() -> int:
     return child.pid
 
 
+def _server_reachable_dir() -> Iterator[Path]:
+    """A fresh directory under /tmp that the server user can reach. Not pytest's tmp_path: another pytest
+    session may reset its base to 0700 at any moment, locking the server user out mid-test."""
+    base = Path(tempfile.mkdtemp(prefix="pasar-embedded-"))
+    _let_server_user_through(base)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
-    _let_server_user_through(tmp_path)
-    return tmp_path / "home"
+def home() -> Iterator[Path]:
+    yield from (base / "home" for base in _server_reachable_dir())
 
 
 @pytest.fixture
@@ -79,15 +90,14 @@ def cluster(home: Path) -> Iterator[EmbeddedCluster]:
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluster]:
+def shared() -> Iterator[EmbeddedCluster]:
     if BIN_DIR is None:
         pytest.skip("PostgreSQL server binaries not installed")
-    base = tmp_path_factory.mktemp("shared")
-    _let_server_user_through(base)
-    cluster = EmbeddedCluster(base / "home")
-    cluster.start()
-    yield cluster
-    cluster.stop()
+    for base in _server_reachable_dir():
+        cluster = EmbeddedCluster(base / "home")
+        cluster.start()
+        yield cluster
+        cluster.stop()
 
 
 # --------------------------------------------------------------------------------------- shared cluster
@@ -232,8 +242,12 @@ def test_taken_port_moves_the_cluster(cluster: EmbeddedCluster) -> None:
     assert old_port is not None
     cluster.stop()
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
-        squatter.bind(("127.0.0.1", old_port))
-        squatter.listen()
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the old listener may linger in TIME_WAIT
+        try:
+            squatter.bind(("127.0.0.1", old_port))
+            squatter.listen()
+        except OSError:
+            pass  # another process took the port already: it is taken either way
         moved = cluster.start()
     assert moved.running
     assert moved.port not in (None, old_port)
@@ -244,9 +258,9 @@ def test_taken_port_moves_the_cluster(cluster: EmbeddedCluster) -> None:
 
 
 @needs_pg
-def test_failed_initdb_leaves_nothing_behind(cluster: EmbeddedCluster, tmp_path: Path) -> None:
+def test_failed_initdb_leaves_nothing_behind(cluster: EmbeddedCluster) -> None:
     assert BIN_DIR is not None
-    fake_bin = tmp_path / "fake-bin"
+    fake_bin = cluster.data_dir.parents[2] / "fake-bin"  # where the server user can reach it
     fake_bin.mkdir()
     fake_bin.chmod(0o755)
     for name in ("pg_ctl", "postgres"):

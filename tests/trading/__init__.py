@@ -1,0 +1,1 @@
+"""Tests of the pure trading domain core (no database)."""
