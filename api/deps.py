@@ -14,6 +14,7 @@ from pasar.db.pool import Conn, tenant_transaction
 from pasar.errors import Forbidden, RateLimited, ServiceUnavailable, Unauthorized
 from pasar.tenancy import service as tenancy
 from pasar.tenancy.models import Principal, Role, Scope
+from pasar.trading.service import Outbox
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from POST /v1/auth/token")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="A tenant or operator API key")
@@ -69,13 +70,18 @@ async def limited_principal(
 CurrentPrincipal = Annotated[Principal, Depends(limited_principal)]
 
 
-async def tenant_connection(principal: CurrentPrincipal, runtime: RuntimeDep) -> AsyncIterator[Conn]:
-    """The request's transaction: commits when the endpoint returns, before the response is sent."""
+async def tenant_connection(request: Request, principal: CurrentPrincipal, runtime: RuntimeDep) -> AsyncIterator[Conn]:
+    """The request's transaction: commits when the endpoint returns, before the response is sent; then the
+    request's stream events (if any) are published, so nothing uncommitted is ever announced."""
     if principal.kind != "user":
         raise Forbidden("this endpoint is for tenant users", code="tenant_principal_required")
     async with tenant_transaction(principal, database=runtime.database) as conn:
         await tenancy.verify_principal(conn, principal)
         yield conn
+    box: Outbox | None = getattr(request.state, "outbox", None)
+    if box is not None and box.events:
+        assert principal.tenant_id is not None
+        await runtime.stream.publish(principal.tenant_id, box.events)
 
 
 TenantConn = Annotated[Conn, Depends(tenant_connection, scope="function")]

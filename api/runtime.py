@@ -9,6 +9,7 @@ from uuid import UUID
 
 from redis.asyncio import Redis
 
+from api.stream import StreamHub
 from pasar.config import Settings
 from pasar.db.pool import Database, tenant_transaction
 from pasar.db.urls import database_urls
@@ -31,6 +32,7 @@ class Runtime:
     issuer: TokenIssuer
     authenticator: tenancy.Authenticator
     usage: UsageWriter
+    stream: StreamHub
     _limits: dict[UUID, tuple[float, tuple[int, int], tuple[int, int]]] = field(default_factory=dict)
 
     @classmethod
@@ -69,9 +71,12 @@ class Runtime:
         )
         usage = UsageWriter(database)
         await usage.start()
-        return cls(settings, database, redis, limiter, issuer, authenticator, usage)
+        stream = StreamHub(redis)
+        await stream.start()
+        return cls(settings, database, redis, limiter, issuer, authenticator, usage, stream)
 
     async def stop(self) -> None:
+        await self.stream.stop()
         await self.usage.stop()
         await self.database.close()
         if self.redis is not None:
