@@ -6,6 +6,7 @@ export PASAR_HOME ?= $(CURDIR)/.pasar
 export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+export DBT_VERSION_CHECK := false
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 RUN := uv run --frozen --python 3.11
 
