@@ -1,0 +1,1 @@
+"""Machine learning on market bars: features, labels, walk-forward splits, datasets, AutoML, backtests, export."""

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict
 from functools import wraps
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from uuid import uuid4
 
 import click
@@ -25,6 +25,9 @@ from pasar.errors import DomainError
 from pasar.secrets import ConfigurationError
 from pasar.tenancy import service as tenancy
 from pasar.tenancy.models import Plan, Principal, ProvisionedTenant
+
+if TYPE_CHECKING:
+    import polars as pl
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -365,3 +368,181 @@ def ingest_landing(as_json: bool) -> None:
     lines = [f"loaded {report.rows_loaded} bars from {len(report.loaded)} files"]
     lines += [f"rejected {entry['file']}: {entry['reason']}" for entry in report.rejected]
     _emit(as_json, document, "\n".join(lines))
+
+
+# pasar backtest ---------------------------------------------------------------------------------------------
+
+
+def _backtest_zone(symbol: str, parsed_zone: str | None) -> str:
+    """The zone in which the bars' calendar days are counted: the one a file's naive timestamps were read in, else
+    the instrument's exchange time zone (UTC for a symbol that is not a valid instrument code)."""
+    from pasar.market.exchange import default_instrument
+
+    if parsed_zone:
+        return parsed_zone
+    try:
+        return default_instrument(symbol).trading_calendar().timezone.key
+    except ValueError:
+        return "UTC"
+
+
+def _backtest_file(path: Path, expected_format: str) -> tuple[pl.DataFrame, str, str, str]:
+    """(bars, symbol, timeframe, time zone) of a CSV/Parquet file read by the landing folder's parser."""
+    from pasar.market.sources.landing import LandingFileError, parse_file
+
+    try:
+        parsed = parse_file(path)
+    except LandingFileError as exc:
+        raise click.ClickException(f"{path.name}: {exc.reason}") from None
+    if parsed.file_format != expected_format:
+        option = "--parquet" if parsed.file_format == "parquet" else "--csv"
+        raise click.ClickException(f"{path.name} is a {parsed.file_format} file: pass it with {option}")
+    if len(parsed.symbols) != 1:
+        raise click.ClickException(
+            f"{path.name} holds {len(parsed.symbols)} symbols ({', '.join(parsed.symbols)}); a backtest needs the "
+            "bars of one symbol: split the file"
+        )
+    symbol = parsed.symbols[0]
+    return parsed.frame, symbol, parsed.timeframe.value, _backtest_zone(symbol, parsed.timezone)
+
+
+def _backtest_database(symbol: str, timeframe: str) -> tuple[pl.DataFrame, str]:
+    """(bars, time zone) of a stored series, read as pasar_etl (the embedded database is migrated first)."""
+    from pasar.market import repository
+    from pasar.market.exchange import default_instrument
+
+    with _etl_connection(get_settings()) as conn:
+        bars = repository.read_bars_frame(conn, symbols=[symbol], timeframe=timeframe, start=None, end=None)
+    if bars.is_empty():
+        raise click.ClickException(f"no {timeframe} bars of {symbol} in the database (load them with pasar ingest)")
+    try:
+        zone = default_instrument(symbol).trading_calendar().timezone.key
+    except ValueError:
+        zone = "UTC"
+    return bars, zone
+
+
+@main.command("backtest")
+@click.option("--strategy", type=click.Choice(["sma_cross"]), default="sma_cross", show_default=True)
+@click.option("--fast", type=click.IntRange(min=1), default=10, show_default=True, help="Fast SMA length (bars)")
+@click.option("--slow", type=click.IntRange(min=2), default=20, show_default=True, help="Slow SMA length (bars)")
+@click.option("--cash", type=float, default=10_000.0, show_default=True, help="Starting equity (> 0)")
+@click.option(
+    "--commission", type=float, default=0.002, show_default=True, help="Fraction of traded value per side, [0, 0.1)"
+)
+@click.option("--symbol", help="Read the stored bars of this instrument from the database")
+@click.option(
+    "--timeframe",
+    type=click.Choice(["1m", "5m", "15m", "30m", "1h", "1d", "1w", "1mo"]),
+    default="1d",
+    show_default=True,
+    help="The stored series to read with --symbol",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An OHLCV CSV file (one symbol)",
+)
+@click.option(
+    "--parquet",
+    "parquet_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An OHLCV Parquet file (one symbol)",
+)
+@click.option(
+    "--lot-size", type=click.IntRange(min=1), help="Units per lot (default: the instrument's with --symbol, else 1)"
+)
+@click.option("--short/--no-short", default=True, show_default=True, help="Reverse into a short on a cross down")
+@click.option("--report/--no-report", default=True, show_default=True, help="Write the HTML report")
+@click.option("--json", "as_json", is_flag=True, help="Print the statistics as one JSON object")
+@_fail_cleanly
+def backtest(
+    strategy: str,
+    fast: int,
+    slow: int,
+    cash: float,
+    commission: float,
+    symbol: str | None,
+    timeframe: str,
+    csv_path: Path | None,
+    parquet_path: Path | None,
+    lot_size: int | None,
+    short: bool,
+    report: bool,
+    as_json: bool,
+) -> None:
+    """Backtest a strategy on one instrument's bars: decisions on a bar's close fill at the next open, all-in.
+
+    The bars come from the database (--symbol, --timeframe) or from a CSV/Parquet file in any layout the landing
+    folder accepts (--csv, --parquet). The HTML report goes beside the file
+    (<file stem>_backtest_<strategy>_<fast>_<slow>.html), or to PASAR_HOME/reports/backtests/ for --symbol
+    (<SYMBOL>_<timeframe>_backtest_...).
+    """
+    from models_ml.backtest import BacktestError, run_backtest, sma_cross, stats_table, write_report
+
+    sources = [
+        name for name, given in (("--symbol", symbol), ("--csv", csv_path), ("--parquet", parquet_path)) if given
+    ]
+    if len(sources) != 1:
+        raise click.UsageError(
+            "give exactly one of --symbol, --csv and --parquet" + (f" (got {', '.join(sources)})" if sources else "")
+        )
+    if fast >= slow:
+        raise click.BadParameter(
+            f"the fast SMA ({fast}) must be shorter than the slow SMA ({slow})", param_hint="--fast"
+        )
+    if not (cash > 0 and cash < float("inf")):
+        raise click.BadParameter(f"{cash:g} is not a positive amount", param_hint="--cash")
+    if not 0 <= commission < 0.1:
+        raise click.BadParameter(f"{commission:g} is not a fraction in [0, 0.1)", param_hint="--commission")
+
+    from pasar.market.exchange import default_instrument
+    from pasar.market.sources.landing import normalize_symbol
+
+    if symbol is not None:
+        name = normalize_symbol(symbol)
+        try:
+            instrument_lot = default_instrument(name).lot_size
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--symbol") from None
+        bars, zone = _backtest_database(name, timeframe)
+        lot = lot_size or instrument_lot
+        report_dir = Path(get_settings().home) / "reports" / "backtests"
+        stem = f"{name}_{timeframe}"
+    else:
+        path = csv_path or parquet_path
+        assert path is not None
+        bars, name, timeframe, zone = _backtest_file(path, "csv" if csv_path else "parquet")
+        lot = lot_size or 1
+        report_dir = path.parent
+        stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    try:
+        result = run_backtest(
+            bars,
+            sma_cross(fast, slow, allow_short=short),
+            cash=cash,
+            commission=commission,
+            lot_size=lot,
+            timezone=zone,
+        )
+    except BacktestError as exc:
+        raise click.ClickException(str(exc)) from None
+    stats = result.stats()
+    report_path = None
+    if report:
+        target = report_dir / f"{stem}_backtest_{strategy}_{fast}_{slow}.html"
+        try:
+            report_path = write_report(result, target, title=f"{name} {timeframe} — {result.strategy}")
+        except OSError as exc:
+            raise click.ClickException(f"cannot write the report {target}: {exc.strerror or exc}") from None
+    lines = [f"{name} {timeframe} {result.strategy}  cash {cash:,.2f}  commission {commission:g}  lot {lot}"]
+    lines += [f"  {label:<24}{value:>28}" for label, value in stats_table(stats)]
+    if result.open_position is not None:
+        held = result.open_position
+        lines.append(f"  open at the end: {held.size} from {held.entry_ts.isoformat()} at {held.entry_price:g}")
+    if result.skipped_orders:
+        lines.append(f"  {result.skipped_orders} orders not filled: equity below one lot of {lot}")
+    if report_path is not None:
+        lines.append(f"report: {report_path}")
+    _emit(as_json, stats, "\n".join(lines))

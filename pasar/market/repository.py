@@ -314,3 +314,129 @@ _INTERVALS = {
     "1h": "1 hour",
     "1d": "1 day",
 }
+
+
+# Reads for modelling (sync) ---------------------------------------------------------------------------------
+
+
+_BARS_FRAME_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "ts": pl.Int64(),
+    "open": pl.Float64(),
+    "high": pl.Float64(),
+    "low": pl.Float64(),
+    "close": pl.Float64(),
+    "volume": pl.Float64(),
+}
+
+
+def read_bars_frame(
+    conn: psycopg.Connection[Any],
+    *,
+    symbols: Sequence[str] | None,
+    timeframe: str,
+    start: datetime | None,
+    end: datetime | None,
+) -> pl.DataFrame:
+    """Stored bars as a polars frame for modelling (features, training, backtests): columns symbol, ts
+    (Datetime us UTC), open, high, low, close, volume, ordered by symbol, ts; ``symbols`` None means every
+    instrument, ``start <= ts < end`` with None for an open end.
+
+    Prices and volume are Float64 here, not the exact numerics of the table: this read feeds statistics and models,
+    never money. Any role that may read market.bars can call it (pasar_etl for training, pasar_app for serving).
+    """
+    if timeframe not in TIMEFRAME_CODES:
+        raise ValueError(f"unknown timeframe {timeframe!r}; known: {', '.join(TIMEFRAME_CODES)}")
+    with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:
+        cur.execute(
+            """
+            select i.symbol, (extract(epoch from b.ts) * 1000000)::int8,
+                   b.open::float8, b.high::float8, b.low::float8, b.close::float8, b.volume::float8
+            from market.bars b
+            join market.instruments i on i.id = b.instrument_id
+            where b.timeframe = %(timeframe)s
+              and (%(symbols)s::text[] is null or i.symbol = any(%(symbols)s::text[]))
+              and (%(start)s::timestamptz is null or b.ts >= %(start)s::timestamptz)
+              and (%(end)s::timestamptz is null or b.ts < %(end)s::timestamptz)
+            order by i.symbol, b.ts
+            """,
+            {
+                "timeframe": str(timeframe),
+                "symbols": None if symbols is None else list(symbols),
+                "start": start,
+                "end": end,
+            },
+        )
+        rows = cur.fetchall()
+    frame = pl.DataFrame(rows, schema=_BARS_FRAME_SCHEMA, orient="row")
+    return frame.with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC")))
+
+
+# Reads for live signals (async, pasar_app) ------------------------------------------------------------------
+
+
+async def get_instruments(conn: Conn, symbols: Sequence[str]) -> dict[str, InstrumentRow]:
+    """The instruments of ``symbols`` that exist, by symbol."""
+    cur = await conn.execute(sql.SQL("{} where symbol = any(%s)").format(_SELECT_INSTRUMENTS), [list(symbols)])
+    return {row["symbol"]: _instrument(row) for row in await cur.fetchall()}
+
+
+async def bar_series_of(conn: Conn, instrument_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    """The stored series of each instrument (``timeframe, last_ts, updated_at`` from market.bar_series)."""
+    cur = await conn.execute(
+        "select instrument_id, timeframe, last_ts, updated_at from market.bar_series where instrument_id = any(%s)",
+        [list(instrument_ids)],
+    )
+    found: dict[int, list[dict[str, Any]]] = {}
+    for row in await cur.fetchall():
+        found.setdefault(row["instrument_id"], []).append(row)
+    return found
+
+
+_LATEST_BARS_SCHEMA: dict[str, pl.DataType] = {
+    "instrument_id": pl.Int32(),
+    **{name: dtype for name, dtype in _BARS_FRAME_SCHEMA.items() if name != "symbol"},
+}
+
+
+async def latest_bars_frame(conn: Conn, wanted: Sequence[tuple[int, str, datetime]], *, limit: int) -> pl.DataFrame:
+    """The last ``limit`` bars at or before ``last_ts`` of each ``(instrument_id, timeframe, last_ts)`` in one
+    statement, as a frame ``instrument_id, ts (Datetime us UTC), open, high, low, close, volume`` (Float64: for
+    features, never money), newest first per instrument."""
+    async with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:
+        await cur.execute(
+            """
+            select s.instrument_id, (extract(epoch from b.ts) * 1000000)::int8,
+                   b.open::float8, b.high::float8, b.low::float8, b.close::float8, b.volume::float8
+            from unnest(%(ids)s::int4[], %(timeframes)s::text[], %(last)s::timestamptz[])
+                as s(instrument_id, timeframe, last_ts)
+            cross join lateral (
+                select ts, open, high, low, close, volume from market.bars
+                where instrument_id = s.instrument_id and timeframe = s.timeframe and ts <= s.last_ts
+                order by ts desc limit %(limit)s
+            ) b
+            """,
+            {
+                "ids": [instrument_id for instrument_id, _, _ in wanted],
+                "timeframes": [timeframe for _, timeframe, _ in wanted],
+                "last": [last_ts for _, _, last_ts in wanted],
+                "limit": limit,
+            },
+        )
+        rows = await cur.fetchall()
+    frame = pl.DataFrame(rows, schema=_LATEST_BARS_SCHEMA, orient="row")
+    return frame.with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC")))
+
+
+async def newest_bar_starts(conn: Conn, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], datetime]:
+    """The start of the newest stored bar of any instrument per ``(calendar, timeframe)`` asked for."""
+    cur = await conn.execute(
+        """
+        select i.calendar, s.timeframe, max(s.last_ts) as last_ts
+        from market.bar_series s join market.instruments i on i.id = s.instrument_id
+        where (i.calendar, s.timeframe) in (select * from unnest(%s::text[], %s::text[]))
+        group by i.calendar, s.timeframe
+        """,
+        [[calendar for calendar, _ in pairs], [timeframe for _, timeframe in pairs]],
+    )
+    return {(row["calendar"], row["timeframe"]): row["last_ts"] for row in await cur.fetchall()}
