@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -57,6 +57,33 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (JSON list).")
     max_body_bytes: int = Field(default=1_048_576, ge=1_024, description="Larger request bodies get 413.")
     log_level: str = "INFO"
+
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PASAR_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),
+        description=(
+            "MLflow tracking URI (a tracking server or backend store), read from PASAR_MLFLOW_TRACKING_URI, else the "
+            "standard MLFLOW_TRACKING_URI. Unset: the embedded store sqlite:///<home>/mlflow.db, artifacts in "
+            "<home>/mlruns."
+        ),
+    )
+
+    # Signals (pasar.signals, serving): the served model and when the API refuses to answer with it.
+    signal_model_name: str = Field(default="pasar-signal", description="Registered model whose champion serves.")
+    signal_max_model_age_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="A champion registered longer ago is stale (503 model_unavailable); 0: no limit.",
+    )
+    signal_max_feature_age_seconds: float = Field(
+        default=900.0,
+        ge=0,
+        description="Trading-session seconds between a symbol's last bar and the venue's clock beyond which its "
+        "features are stale (503 features_stale); 0: no limit.",
+    )
+    signal_reload_seconds: float = Field(
+        default=30.0, gt=0, description="How often (at most) the predictor checks whether the champion alias moved."
+    )
 
     @property
     def embedded(self) -> bool:
