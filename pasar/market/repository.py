@@ -185,11 +185,11 @@ def stage_and_merge(
         insert into market.bars as b (instrument_id, timeframe, ts, open, high, low, close, volume, is_adjusted,
                                       source)
         select s.instrument_id, (%(timeframes)s::text[])[s.tf + 1], s.ts,
-               round(s.open / p.divisor, s.price_scale), round(s.high / p.divisor, s.price_scale),
-               round(s.low / p.divisor, s.price_scale), round(s.close / p.divisor, s.price_scale),
+               s.open * p.unit, s.high * p.unit, s.low * p.unit, s.close * p.unit,
                trim_scale(round(s.volume / %(volume_divisor)s::numeric, %(volume_scale)s)), s.adjusted, %(source)s
         from bars_stage s
-        join (select g as scale, (10::numeric ^ g) as divisor from generate_series(0, 8) g) p
+        -- 1e-N as numeric has exactly N decimals, so the product is exact at the instrument's precision.
+        join (select g as scale, ('1e-' || g)::numeric as unit from generate_series(0, 8) g) p
             on p.scale = s.price_scale
         on conflict (instrument_id, timeframe, ts) do update
             set open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,

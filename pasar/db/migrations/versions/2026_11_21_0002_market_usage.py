@@ -42,7 +42,8 @@ create table market.holidays (
 select pasar_internal.create_timeseries_table(
     'market', 'bars',
     $def$
-    instrument_id integer not null references market.instruments (id),
+    instrument_id integer not null,  -- no foreign key: ids come from market.instruments via the loader, and a
+                                     -- per-row FK check would cost a third of every bulk merge
     timeframe text not null check (timeframe in ('1m', '5m', '15m', '30m', '1h', '1d', '1w', '1mo')),
     ts timestamptz not null,
     open numeric not null,
