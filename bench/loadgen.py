@@ -21,7 +21,7 @@ import socket
 import time
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 _HEADER_END = b"\r\n\r\n"
@@ -181,8 +181,9 @@ class _Run:
         return True
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
-    """Read one whole response; return its status and whether the server will close the connection."""
+async def read_message(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """Read one whole response: its status, its body (de-chunked) and whether the server will close the
+    connection. For scenario clients that need the answer (bench.orders); :func:`generate` discards the body."""
     while True:
         head = await reader.readuntil(_HEADER_END)
         status = int(head[9:12])
@@ -190,31 +191,45 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
             break  # 1xx interim responses (100 Continue) precede the real one
     lowered = head.lower()
     close = b"\r\nconnection: close" in lowered
+    body = b""
     start = lowered.find(b"\r\ncontent-length:")
     if start >= 0:
         stop = lowered.index(b"\r\n", start + 2)
         length = int(lowered[start + 17 : stop])
         if length:
-            await reader.readexactly(length)
+            body = await reader.readexactly(length)
     elif b"\r\ntransfer-encoding: chunked" in lowered:
+        chunks = []
         while True:
             size_line = await reader.readuntil(b"\r\n")
             size = int(size_line.split(b";", 1)[0], 16)
-            await reader.readexactly(size + 2)  # the chunk and its CRLF (the last one: just the CRLF)
+            chunks.append((await reader.readexactly(size + 2))[:size])  # the chunk without its CRLF
             if size == 0:
                 break
+        body = b"".join(chunks)
     elif status not in (204, 304):
-        await reader.read()  # delimited by the end of the connection
+        body = await reader.read()  # delimited by the end of the connection
         close = True
+    return status, body, close
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """Read one whole response; return its status and whether the server will close the connection."""
+    status, _, close = await read_message(reader)
     return status, close
 
 
-async def _connect(target: Target) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    reader, writer = await asyncio.open_connection(target.host, target.port)
+async def open_client(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A keep-alive connection with TCP_NODELAY, as the generator's connections are."""
+    reader, writer = await asyncio.open_connection(host, port)
     sock = writer.get_extra_info("socket")
     if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return reader, writer
+
+
+async def _connect(target: Target) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await open_client(target.host, target.port)
 
 
 async def _close(writer: asyncio.StreamWriter | None) -> None:
@@ -357,7 +372,7 @@ def run_load(
         return _run_here(target, kwargs)
     processes = min(processes, concurrency)
     connections = _split(concurrency, processes)
-    counts: Iterable[int | None] = _split(requests, processes) if requests is not None else [None] * processes
+    counts: list[int | None] = [None] * processes if requests is None else [*_split(requests, processes)]
     context = multiprocessing.get_context("spawn")
     with context.Pool(processes) as pool:
         # Spawning takes a moment: start every generator on one instant a little ahead.

@@ -43,6 +43,7 @@ from pasar.trading.models import (
     Side,
     TimeInForce,
     TradingState,
+    rupiah,
 )
 from pasar.trading.positions import Position, fill_effect, market_value, unrealized_pnl
 from pasar.trading.risk import RiskContext, RiskDecision, RiskLimits, check_order
@@ -142,6 +143,12 @@ class _Book:
     today: date
     equity: int
     gross_exposure: int
+    positions: dict[int, dict[str, Any]] = field(default_factory=dict)  # by instrument id, kept current by fills
+    bars: dict[int, dict[str, Any]] = field(default_factory=dict)  # the latest bars of the holdings (and the order's)
+
+    def quantity(self, instrument_id: int) -> Decimal:
+        position = self.positions.get(instrument_id)
+        return Decimal(0) if position is None else Decimal(position["quantity"])
 
     @property
     def trading_state(self) -> TradingState:
@@ -158,32 +165,36 @@ async def _positions(conn: Conn, tenant_id: UUID) -> tuple[list[dict[str, Any]],
     return positions, marks
 
 
-async def _open_book(conn: Conn, principal: Principal) -> _Book:
+async def _open_book(conn: Conn, principal: Principal, *, instrument_id: int | None = None) -> _Book:
+    """Lock the account and gather the book: positions marked at the latest bars (and the latest bar of
+    ``instrument_id``, the instrument an order is about, fetched with them)."""
     assert principal.tenant_id is not None
     tenant_id = principal.tenant_id
     account = await repo.lock_account(conn, tenant_id)
     tenant = await tenancy.get_tenant(conn, tenant_id)
     assert tenant is not None
-    positions, marks = await _positions(conn, tenant_id)
+    positions = {p["instrument_id"]: p for p in await repo.list_positions(conn, tenant_id)}
+    held = [p for p in positions.values() if p["quantity"] != 0]  # a flat position is worth 0
+    wanted = {p["instrument_id"] for p in held} | ({instrument_id} if instrument_id is not None else set())
+    bars = await repo.latest_bars(conn, sorted(wanted)) if wanted else {}
     values = [
-        market_value(Position(p["quantity"], p["avg_cost"]), marks[p["instrument_id"]]["close"])
-        for p in positions
-        if p["instrument_id"] in marks
+        market_value(Position(p["quantity"], p["avg_cost"]), bars[p["instrument_id"]]["close"])
+        for p in held
+        if p["instrument_id"] in bars
     ]
     equity = account["cash"] + sum(values)
     today = datetime.now(VENUE_TIMEZONE).date()
     if account["day"] != today:  # a new trading day: its P&L is measured from here
         await repo.update_account(conn, tenant_id, {"day": today, "day_start_equity": equity})
         account = {**account, "day": today, "day_start_equity": equity}
-    return _Book(tenant_id, account, tenant.config, today, equity, sum(abs(v) for v in values))
+    return _Book(tenant_id, account, tenant.config, today, equity, sum(abs(v) for v in values), positions, bars)
 
 
 async def _risk_context(
     conn: Conn, book: _Book, instrument: market.InstrumentRow | None, bar: dict[str, Any] | None, *, exclude: int = 0
 ) -> RiskContext:
     now = datetime.now(UTC)
-    position = await repo.get_position(conn, book.tenant_id, instrument.id) if instrument else None
-    reserved = await repo.reserved_cash(conn, book.tenant_id) - exclude
+    reserved, recent = await repo.risk_counters(conn, book.tenant_id, now - timedelta(minutes=1))
     market_clock = book.config.trading.venue_clock == "market"
     session_open = True
     if instrument is not None and not market_clock:
@@ -196,10 +207,10 @@ async def _risk_context(
         previous_close=None,
         # The paper venue's clock: 'market' replays the stored bars, so their latest close is current.
         now=_bar_end(bar) if (market_clock and bar is not None) else now,
-        position_quantity=Decimal(0) if position is None else position["quantity"],
+        position_quantity=Decimal(0) if instrument is None else book.quantity(instrument.id),
         gross_exposure=book.gross_exposure,
-        cash_available=book.account["cash"] - reserved,
-        orders_last_minute=await repo.orders_since(conn, book.tenant_id, now - timedelta(minutes=1)),
+        cash_available=book.account["cash"] - (reserved - exclude),
+        orders_last_minute=recent,
         day_pnl=book.equity - book.account["day_start_equity"],
         day_start_equity=book.account["day_start_equity"],
         trading_state=book.trading_state,
@@ -250,9 +261,9 @@ async def place_order(
             if stored["request_hash"] != request_hash:
                 raise Conflict("this Idempotency-Key was used with another request body", code="idempotency_mismatch")
             return int(stored["response_status"]), str(stored["response_body"])
-    book = await _open_book(conn, principal)
     instrument = await market.get_instrument(conn, request.symbol.upper())
-    bar = await repo.latest_bar(conn, instrument.id) if instrument else None
+    book = await _open_book(conn, principal, instrument_id=None if instrument is None else instrument.id)
+    bar = book.bars.get(instrument.id) if instrument else None
     context = await _risk_context(conn, book, instrument, bar)
     decision = _venue_cash_check(
         request, check_order(request, context, _limits(book.config), FEES), context, book.config
@@ -528,9 +539,12 @@ async def _match_order(
         changes: dict[str, Any] = {"matched_until": bar["ts"]}
         if result is not None and result.triggered and not order["stop_triggered"]:
             changes["stop_triggered"] = True
-        order = await repo.update_order(conn, principal.tenant_id, order["id"], changes)
-        if result is not None and result.quantity > 0:
-            order = await _fill(conn, principal, book, order, instrument, result.quantity, result.price, bar, outbox)
+        if result is not None and result.quantity > 0:  # the fill writes these changes with its own
+            order = await _fill(
+                conn, principal, book, order, instrument, result.quantity, result.price, bar, outbox, changes
+            )
+        else:
+            order = await repo.update_order(conn, principal.tenant_id, order["id"], changes)
     return order
 
 
@@ -544,7 +558,9 @@ async def _fill(
     price: Decimal,
     bar: dict[str, Any],
     outbox: Outbox,
+    changes: dict[str, Any],
 ) -> dict[str, Any]:
+    """Book one fill of ``order`` (and write ``changes``, the matching state of this bar, with it)."""
     assert principal.tenant_id is not None
     tenant_id = principal.tenant_id
     side = Side(order["side"])
@@ -559,8 +575,8 @@ async def _fill(
             lots -= 1
         quantity = lots * instrument.lot_size
         if quantity <= 0:
-            return order
-    held = await repo.get_position(conn, tenant_id, instrument.id)
+            return await repo.update_order(conn, tenant_id, order["id"], changes)
+    held = book.positions.get(instrument.id)  # the account lock keeps the book current for this transaction
     before = Position() if held is None else Position(held["quantity"], held["avg_cost"], held["realized_pnl"])
     effect = fill_effect(before, side, quantity, price)
     costs = FEES.costs(side, effect.value)
@@ -581,14 +597,11 @@ async def _fill(
             "executed_at": _bar_end(bar),
         },
     ):
-        return order  # this execution was recorded already
+        return await repo.update_order(conn, tenant_id, order["id"], changes)  # this execution was recorded already
     after = effect.position
-    await repo.upsert_position(
-        conn,
-        tenant_id,
-        instrument.id,
-        {"quantity": after.quantity, "avg_cost": after.avg_cost, "realized_pnl": after.realized_pnl},
-    )
+    position = {"quantity": after.quantity, "avg_cost": after.avg_cost, "realized_pnl": after.realized_pnl}
+    await repo.upsert_position(conn, tenant_id, instrument.id, position)
+    book.positions[instrument.id] = {"instrument_id": instrument.id, **position}
     await repo.insert_entry(
         conn,
         tenant_id,
@@ -612,6 +625,7 @@ async def _fill(
         tenant_id,
         order["id"],
         {
+            **changes,
             "status": status.value,
             "filled_quantity": filled,
             "average_price": average.quantize(Decimal(1).scaleb(-instrument.price_precision - 4)),
@@ -829,12 +843,11 @@ async def portfolio(conn: Conn, principal: Principal) -> dict[str, Any]:
 async def portfolio_history(conn: Conn, principal: Principal, *, days: int) -> list[dict[str, Any]]:
     assert principal.tenant_id is not None
     rows = await repo.equity_history(conn, principal.tenant_id, timezone=VENUE_TIMEZONE.key, days=days)
-    return [
-        {
-            "day": row["day"].isoformat(),
-            "cash": int(row["cash"]),
-            "market_value": int(row["market_value"]),
-            "equity": int(row["cash"]) + int(Decimal(row["market_value"]).to_integral_value()),
-        }
-        for row in rows
-    ]
+    history = []
+    for row in rows:
+        value = rupiah(Decimal(row["market_value"]))  # one rounding, so cash + market_value == equity
+        history.append(
+            {"day": row["day"].isoformat(), "cash": int(row["cash"]), "market_value": value,
+             "equity": int(row["cash"]) + value}
+        )  # fmt: skip
+    return history

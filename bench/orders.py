@@ -1,0 +1,463 @@
+"""Order path benchmark: concurrent clients placing and cancelling orders through HTTP on loopback, with the pre-trade
+risk checks, the paper venue and persistence on, beside a no-op endpoint (``GET /healthz``) in the same run.
+
+Setup: an embedded database made by ``pasar demo --no-serve`` (demo tenants, bundled and synthetic IDX market data),
+``--tenants`` enterprise tenants (``pasar tenant create … --plan enterprise --json``), each with a big deposit, and
+``pasar api --workers N``. Every client is a keep-alive connection of one tenant with a Bearer token; it loops
+
+    POST /v1/orders  market buy of one lot           (fills at once against the latest bar)
+    POST /v1/orders  limit buy of one lot, 5% below   (rests: cash reserved)
+    DELETE /v1/orders/{id}                            (cancels it: the reservation released)
+    POST /v1/orders  market sell of one lot           (fills: the position goes back to flat)
+
+with its own ``Idempotency-Key`` on every POST. All orders of one tenant serialize on its account row lock (that is
+how its cash reservations and order rate stay exact), so the throughput figure spreads the clients over several
+tenants; a single tenant's ceiling is its lock hold time.
+
+Bar (issue 4): >= 500 orders/s at p95 <= 50 ms.
+
+    python -m bench.orders [--duration 30] [--tenants 8] [--clients-per-tenant 2] [--workers 2] [--home DIR]
+
+The last line of stdout is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+import uuid
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from bench.api_baseline import (
+    BenchError,
+    CpuMeter,
+    CpuUse,
+    Server,
+    _free_port,
+    _home,
+    _http,
+    _pasar_command,
+    _pasar_env,
+    _pasar_json,
+    _postmaster_pid,
+    _start_server,
+)
+from bench.loadgen import LoadResult, Target, _new_loop, open_client, read_message, run_load
+from pasar.market.exchange import round_to_tick
+
+HOST = "127.0.0.1"
+BAR_ORDERS_PER_S = 500.0
+BAR_P95_MS = 50.0
+DEFAULT_DURATION = 30.0
+DEFAULT_TENANTS = 8
+DEFAULT_CLIENTS_PER_TENANT = 2
+DEFAULT_WORKERS = 2
+DEPOSIT = 10**14  # whole rupiah: no client ever runs out of cash
+SYMBOLS_PER_TENANT = 4
+
+
+@dataclass(frozen=True)
+class Options:
+    duration: float
+    tenants: int
+    clients_per_tenant: int
+    workers: int
+    warmup: float
+    pool_size: int
+    healthz_duration: float
+    home: Path | None
+
+    @property
+    def clients(self) -> int:
+        return self.tenants * self.clients_per_tenant
+
+
+def parse_args(argv: list[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=DEFAULT_DURATION, help="measured seconds of order load")
+    parser.add_argument("--tenants", type=int, default=DEFAULT_TENANTS, help="enterprise tenants placing orders")
+    parser.add_argument("--clients-per-tenant", type=int, default=DEFAULT_CLIENTS_PER_TENANT)
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="API worker processes")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each measurement")
+    parser.add_argument("--pool-size", type=int, default=10, help="database pool size of each API worker")
+    parser.add_argument(
+        "--healthz-duration", type=float, default=0.0, help="measured seconds of GET /healthz (default: duration / 3)"
+    )
+    parser.add_argument("--home", default=None, help="PASAR_HOME to use and keep (default: a temp dir)")
+    ns = parser.parse_args(argv)
+    if ns.duration <= 0 or ns.tenants < 1 or ns.clients_per_tenant < 1 or ns.workers < 1 or ns.warmup < 0:
+        parser.error("duration, tenants, clients and workers must be positive, warmup not negative")
+    healthz = ns.healthz_duration or max(5.0, ns.duration / 3)
+    home = None if ns.home is None else Path(ns.home)
+    return Options(ns.duration, ns.tenants, ns.clients_per_tenant, ns.workers, ns.warmup, ns.pool_size, healthz, home)
+
+
+# Setup ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seat:
+    """What one client trades: its tenant's token, one symbol and a limit price that rests."""
+
+    tenant: str
+    token: str
+    symbol: str
+    resting_price: Decimal
+
+
+def _json_http(port: int, method: str, path: str, token: str, body: Any = None) -> Any:
+    status, payload = _http(port, method, path, body, {"Authorization": f"Bearer {token}"})
+    if status >= 300:
+        raise BenchError(f"{method} {path} answered {status}: {payload[:500]!r}")
+    return json.loads(payload)
+
+
+def _symbols(port: int, token: str) -> list[str]:
+    instruments = _json_http(port, "GET", "/v1/market/instruments", token)
+    items = instruments["items"] if isinstance(instruments, dict) else instruments
+    return [item["symbol"] for item in items if item["exchange"] == "IDX" and item["currency"] == "IDR"]
+
+
+def _token(port: int, api_key: str) -> str:
+    status, body = _http(port, "POST", "/v1/auth/token", {"api_key": api_key})
+    if status != 200:
+        raise BenchError(f"POST /v1/auth/token answered {status}: {body[:500]!r}")
+    token: str = json.loads(body)["access_token"]
+    return token
+
+
+def _prepare_tenant(port: int, token: str, candidates: list[str], offset: int) -> list[tuple[str, Decimal]]:
+    """A big deposit, and the symbols whose market order of one lot fills now, each with a price that rests."""
+    _json_http(port, "POST", "/v1/cash/deposits", token, {"amount": DEPOSIT, "currency": "IDR"})
+    chosen: list[tuple[str, Decimal]] = []
+    rotated = candidates[offset:] + candidates[:offset]
+    for symbol in rotated:
+        order = _json_http(port, "POST", "/v1/orders", token, {"symbol": symbol, "side": "buy", "quantity": 100})
+        if order["status"] != "filled":
+            continue  # no reference, or a bar too thin for a lot: not a symbol to measure with
+        _json_http(port, "POST", "/v1/orders", token, {"symbol": symbol, "side": "sell", "quantity": 100})
+        price = round_to_tick(Decimal(order["average_price"]) * Decimal("0.95"), "idx_equity", "up")
+        chosen.append((symbol, price))
+        if len(chosen) == SYMBOLS_PER_TENANT:
+            break
+    if not chosen:
+        raise BenchError("no IDX symbol fills a market order of one lot: is the demo market data loaded?")
+    return chosen
+
+
+# The order clients ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """Latencies (ms) and outcomes of one kind of request, measured window only."""
+
+    latencies: array[float] = field(default_factory=lambda: array("d"))
+    http: Counter[int] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    errors: int = 0
+
+
+@dataclass
+class OrdersRun:
+    measure_from: float
+    end: float
+    tallies: dict[str, Tally] = field(default_factory=lambda: {"order": Tally(), "cancel": Tally()})
+    last_done: float = 0.0
+    warmup_done: int = 0
+
+
+def _request(method: str, path: str, token: str, key: str | None = None, body: Any = None) -> bytes:
+    headers = {"Authorization": f"Bearer {token}"}
+    payload = b""
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+        payload = json.dumps(body, separators=(",", ":")).encode()
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return Target(HOST, 0, path, method, headers, payload).encode()
+
+
+async def _order_client(port: int, seat: Seat, number: int, run: OrdersRun) -> None:
+    prefix = f"b{number}-{uuid.uuid4().hex[:10]}"
+    sequence = 0
+    reader, writer = await open_client(HOST, port)
+    resting: str | None = None
+    step = 0
+    try:
+        while True:
+            if step == 2 and resting is None:
+                step = 3  # the limit order did not rest (filled or rejected): nothing to cancel
+            if step == 2:
+                kind, payload = "cancel", _request("DELETE", f"/v1/orders/{resting}", seat.token)
+            else:
+                sequence += 1
+                body: dict[str, Any] = {"symbol": seat.symbol, "quantity": 100}
+                if step == 0:
+                    body["side"] = "buy"
+                elif step == 1:
+                    body |= {"side": "buy", "type": "limit", "limit_price": str(seat.resting_price)}
+                else:
+                    body["side"] = "sell"
+                kind = "order"
+                payload = _request("POST", "/v1/orders", seat.token, f"{prefix}-{sequence}", body)
+            started = time.perf_counter()
+            if started >= run.end:
+                return
+            writer.write(payload)
+            try:
+                status, answer, close = await read_message(reader)
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                if started >= run.measure_from:
+                    run.tallies[kind].errors += 1
+                writer.close()
+                reader, writer = await open_client(HOST, port)
+                continue
+            done = time.perf_counter()
+            outcome = "error"
+            if status < 300:
+                document = json.loads(answer)
+                outcome = document["reject_reason"] or document["status"]
+                if step == 1:
+                    resting = document["id"] if document["status"] == "accepted" else None
+                elif step == 2:
+                    resting = None
+            if started >= run.measure_from:
+                tally = run.tallies[kind]
+                tally.latencies.append((done - started) * 1000.0)
+                tally.http[status] += 1
+                tally.outcomes[outcome] += 1
+                if status >= 300:
+                    tally.errors += 1
+                run.last_done = max(run.last_done, done)
+            else:
+                run.warmup_done += 1
+            if close:
+                writer.close()
+                reader, writer = await open_client(HOST, port)
+            step = (step + 1) % 4
+    finally:
+        writer.close()
+
+
+async def _orders_load(port: int, seats: list[Seat], duration: float, warmup: float) -> OrdersRun:
+    begin = time.perf_counter()
+    run = OrdersRun(measure_from=begin + warmup, end=begin + warmup + duration)
+    await asyncio.gather(*(_order_client(port, seat, number, run) for number, seat in enumerate(seats)))
+    return run
+
+
+def _result(tally: Tally, run: OrdersRun, concurrency: int) -> LoadResult:
+    measured = max(run.last_done, run.end) - run.measure_from
+    return LoadResult.build(
+        latencies_ms=tally.latencies,
+        errors=tally.errors,
+        duration_s=measured,
+        concurrency=concurrency,
+        statuses=tally.http,
+    )
+
+
+# The run ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    orders: LoadResult
+    cancels: LoadResult
+    healthz: LoadResult
+    outcomes: Counter[str]
+    cpu: CpuUse | None
+    answered: int
+    tenants: int
+    clients: int
+    wall_s: float  # how long the order clients ran, warm-up included: the span the CPU figures cover
+    load_before: float
+
+
+def run(options: Options) -> dict[str, Any]:
+    servers: list[Server] = []
+    load_before = os.getloadavg()[0]
+    with _home(options.home) as home:
+        env = _pasar_env(home)
+        try:
+            print(f"PASAR_HOME {home}; setting up the embedded database and the demo market ...", flush=True)
+            _pasar_json(["demo", "--no-serve", "--json"], env)
+            keys = []
+            for number in range(options.tenants):
+                name = f"Bench Orders {number} {uuid.uuid4().hex[:6]}"
+                keys.append(_pasar_json(["tenant", "create", name, "--plan", "enterprise", "--json"], env)["api_key"])
+            port = _free_port()
+            api_env = _pasar_env(
+                home,
+                PASAR_LOG_LEVEL="WARNING",
+                PASAR_DB_POOL_MAX_SIZE=str(options.pool_size),
+                PASAR_ACCESS_TOKEN_TTL_SECONDS="86400",  # noqa: S106 - a TTL; a long run must not outlive its token
+            )
+            command = [_pasar_command(), "api", "--host", HOST, "--port", str(port), "--workers", str(options.workers)]
+            servers.append(
+                _start_server("pasar api", command, api_env, port, home / "bench-orders-api.log", "/healthz")
+            )
+
+            seats: list[Seat] = []
+            candidates: list[str] = []
+            for number, key in enumerate(keys):
+                token = _token(port, key)
+                candidates = candidates or _symbols(port, token)
+                chosen = _prepare_tenant(port, token, candidates, number * SYMBOLS_PER_TENANT)
+                for client in range(options.clients_per_tenant):
+                    symbol, price = chosen[client % len(chosen)]
+                    seats.append(Seat(f"tenant-{number}", token, symbol, price))
+            print(
+                f"measuring: {options.tenants} enterprise tenants x {options.clients_per_tenant} clients = "
+                f"{options.clients} keep-alive connections placing and cancelling orders, {options.workers} API "
+                f"worker(s) with a pool of {options.pool_size} each, {os.cpu_count()} CPUs "
+                f"(load average before the run {load_before:.2f})",
+                flush=True,
+            )
+            healthz = run_load(
+                Target(HOST, port, "/healthz"),
+                concurrency=options.clients,
+                duration=options.healthz_duration,
+                warmup=options.warmup,
+            )
+            print(
+                f"  GET /healthz      {healthz.rps:9.1f} req/s  p50 {healthz.p50_ms:6.2f} ms  "
+                f"p95 {healthz.p95_ms:6.2f} ms  p99 {healthz.p99_ms:6.2f} ms  errors {healthz.errors}",
+                flush=True,
+            )
+            meter = CpuMeter(servers[0].process.pid, _postmaster_pid(home))
+            before = meter.read()
+            cpu_begin, wall_begin = time.process_time(), time.perf_counter()
+            loop = _new_loop()
+            try:
+                orders_run = loop.run_until_complete(_orders_load(port, seats, options.duration, options.warmup))
+            finally:
+                loop.close()
+            after = meter.read()
+            loadgen_cpu, wall = time.process_time() - cpu_begin, time.perf_counter() - wall_begin
+        finally:
+            for server in reversed(servers):
+                server.stop()
+            with contextlib.suppress(BenchError):
+                _pasar_json(["db", "stop", "--json"], env)
+    cpu = None if before is None or after is None else (after - before) + CpuUse(0.0, 0.0, loadgen_cpu)
+    order_tally, cancel_tally = orders_run.tallies["order"], orders_run.tallies["cancel"]
+    answered = len(order_tally.latencies) + len(cancel_tally.latencies) + orders_run.warmup_done
+    figures = Figures(
+        orders=_result(order_tally, orders_run, options.clients),
+        cancels=_result(cancel_tally, orders_run, options.clients),
+        healthz=healthz,
+        outcomes=order_tally.outcomes,
+        cpu=cpu,
+        answered=answered,
+        tenants=options.tenants,
+        clients=options.clients,
+        wall_s=wall,
+        load_before=load_before,
+    )
+    return _report(options, figures)
+
+
+def _report(options: Options, figures: Figures) -> dict[str, Any]:
+    o, c, h = figures.orders, figures.cancels, figures.healthz
+    ratio = o.rps / h.rps if h.rps else 0.0
+    print()
+    print(
+        f"{'request':<22}{'requests':>10}{'errors':>8}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+    )
+    for label, r in (("POST /v1/orders", o), ("DELETE /v1/orders/{id}", c), ("GET /healthz", h)):
+        print(
+            f"{label:<22}{r.requests:>10}{r.errors:>8}{r.rps:>10.1f}{r.p50_ms:>9.2f}{r.p95_ms:>9.2f}{r.p99_ms:>9.2f}"
+            f"{r.max_ms:>9.2f}"
+        )
+    print(f"order outcomes: {dict(figures.outcomes.most_common())}")
+    print(f"ratio POST /v1/orders / GET /healthz: {ratio:.3f}")
+    cpu_ms: dict[str, float | None] = {"server": None, "postgres": None, "loadgen": None}
+    ceiling: float | None = None
+    share: float | None = None
+    if figures.cpu is not None and figures.answered:
+        for part in cpu_ms:
+            cpu_ms[part] = round(1000.0 * getattr(figures.cpu, part) / figures.answered, 3)
+        print(
+            "CPU ms per order-path request (orders and cancels, warm-up included): "
+            f"API {cpu_ms['server']}, PostgreSQL {cpu_ms['postgres']}, load generator {cpu_ms['loadgen']}"
+        )
+        cores = os.cpu_count() or 1
+        used = figures.cpu.server + figures.cpu.postgres + figures.cpu.loadgen
+        share = used / (figures.wall_s * cores) if figures.wall_s > 0 else None
+        order_share = o.requests / (o.requests + c.requests) if o.requests + c.requests else 0.0
+        ceiling = cores * figures.answered / used * order_share if used > 0 else None
+        if share is not None:
+            print(f"the order path used {share:.0%} of the machine's {cores} CPUs (API + PostgreSQL + load generator)")
+        if ceiling is not None:
+            print(
+                f"CPU-bound ceiling if the order path had all {cores} CPUs to itself: {ceiling:,.0f} orders/s "
+                "(with the cancels in the same mix)"
+            )
+    print(
+        f"throughput is over {figures.tenants} tenants x {options.clients_per_tenant} clients: one tenant's orders "
+        "serialize on its account row lock"
+    )
+    rps_ok = o.rps >= BAR_ORDERS_PER_S
+    p95_ok = o.p95_ms <= BAR_P95_MS
+    print(f"bar POST /v1/orders >= {BAR_ORDERS_PER_S:,.0f} orders/s: {'PASS' if rps_ok else 'FAIL'} ({o.rps:,.1f})")
+    print(f"bar POST /v1/orders p95 <= {BAR_P95_MS:g} ms: {'PASS' if p95_ok else 'FAIL'} ({o.p95_ms:.2f} ms)")
+    return {
+        "bench": "orders",
+        "orders_per_s": round(o.rps, 1),
+        "orders_p50_ms": round(o.p50_ms, 3),
+        "orders_p95_ms": round(o.p95_ms, 3),
+        "orders_p99_ms": round(o.p99_ms, 3),
+        "orders": o.requests,
+        "order_errors": o.errors,
+        "order_outcomes": dict(figures.outcomes),
+        "cancels_per_s": round(c.rps, 1),
+        "cancels_p50_ms": round(c.p50_ms, 3),
+        "cancels_p95_ms": round(c.p95_ms, 3),
+        "cancels_p99_ms": round(c.p99_ms, 3),
+        "cancel_errors": c.errors,
+        "healthz_rps": round(h.rps, 1),
+        "healthz_p50_ms": round(h.p50_ms, 3),
+        "healthz_p95_ms": round(h.p95_ms, 3),
+        "healthz_p99_ms": round(h.p99_ms, 3),
+        "ratio": round(ratio, 4),
+        "tenants": figures.tenants,
+        "clients": figures.clients,
+        "workers": options.workers,
+        "pool_size": options.pool_size,
+        "duration_s": options.duration,
+        "cpu_share": None if share is None else round(share, 3),
+        "orders_cpu_ceiling_per_s": None if ceiling is None else round(ceiling),
+        "loadavg_before": round(figures.load_before, 2),
+        "server_cpu_ms": cpu_ms["server"],
+        "pg_cpu_ms": cpu_ms["postgres"],
+        "loadgen_cpu_ms": cpu_ms["loadgen"],
+        "bar_orders_per_s_pass": rps_ok,
+        "bar_p95_pass": p95_ok,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    try:
+        figures = run(options)
+    except BenchError as exc:
+        print(f"orders: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(figures), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
