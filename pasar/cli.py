@@ -269,6 +269,9 @@ def demo(
         urls, lambda database: demo_setup.ensure_demo(settings, urls, database, host=host, port=port)
     )
     document["market"] = demo_setup.load_market_data(urls, synthetic_days=synthetic_days)
+    from pasar.trading.bot import run_demo_trading
+
+    document["trading"] = run_demo_trading(settings, urls, [entry["tenant_id"] for entry in document["tenants"]], 3)
     document["dagster_url"] = f"http://{host}:{dagster_port}" if serve else None
     demo_setup.write_document(settings, document)
     lines = [
@@ -282,6 +285,7 @@ def demo(
     lines.append(f"  operator API key: {document['operator_api_key']}")
     market = document["market"]
     lines.append(f"  market data: {market['bars']} bars of {market['instruments']} instruments")
+    lines.append("  paper trading: a rule-based bot traded for both tenants (see /v1/portfolio, /v1/orders)")
     if serve:
         lines.append(f"  Dagster UI: {document['dagster_url']}  (assets, lineage, checks; starting in the background)")
     lines.append(f"Try: curl -s -H 'X-API-Key: {document['tenants'][0]['api_key']}' {document['api_url']}/v1/me")
@@ -546,3 +550,189 @@ def backtest(
     if report_path is not None:
         lines.append(f"report: {report_path}")
     _emit(as_json, stats, "\n".join(lines))
+
+
+# pasar tenant analyst-login / reports / analytics -----------------------------------------------------------
+
+
+@tenant.command("analyst-login")
+@click.argument("tenant_name", metavar="TENANT")
+@click.option("--json", "as_json", is_flag=True)
+@_fail_cleanly
+def tenant_analyst_login(tenant_name: str, as_json: bool) -> None:
+    """Create a read-only database login for BI tools, confined to TENANT (slug or id) by row-level security, and
+    print its connection URL (the password is shown once). Runs as the database owner."""
+    from pasar.analytics.logins import create_analyst_login
+
+    urls = database_urls(get_settings())
+    migrate(urls)
+    with psycopg.connect(urls.owner) as conn:
+        login = create_analyst_login(conn, urls.owner, tenant_name)
+    _emit(
+        as_json,
+        login.document(),
+        f"analyst login {login.role_name} for tenant {login.tenant_slug} (read-only, schema analytics)\n"
+        f"URL (shown once): {login.url}",
+    )
+
+
+@main.group()
+def reports() -> None:
+    """Compliance reports (HTML with charts, and CSV files) under PASAR_HOME/reports/<tenant>/<period>/."""
+
+
+@reports.command("generate")
+@click.option("--tenant", "tenant_name", required=True, help="Tenant slug or id")
+@click.option("--period", required=True, help="The month, YYYY-MM (WIB)")
+@click.option("--force", is_flag=True, help="Render even when the inputs fail their checks (they are listed)")
+@click.option("--json", "as_json", is_flag=True)
+@_fail_cleanly
+def reports_generate(tenant_name: str, period: str, force: bool, as_json: bool) -> None:
+    """Render one tenant's compliance report for one month from the dbt marts (build them first:
+    `pasar analytics build`). Read as pasar_app under the tenant's row-level security."""
+    from pasar.analytics.logins import resolve_tenant
+    from pasar.compliance import repository as compliance_repository
+    from pasar.compliance import service as compliance
+    from pasar.compliance.models import Period
+    from pasar.errors import Conflict
+
+    settings = get_settings()
+    urls = database_urls(settings)
+    if settings.embedded:
+        migrate(urls)
+    month = Period.parse(period)
+    with psycopg.connect(urls.etl) as conn:
+        tenant_id, _ = resolve_tenant(conn, tenant_name)
+    try:
+        with psycopg.connect(urls.app, autocommit=True) as conn, conn.transaction():
+            compliance_repository.set_tenant(conn, tenant_id)
+            report = compliance.generate_report(
+                conn,
+                Principal.system(tenant_id),
+                period=month,
+                home=Path(settings.home),
+                generated_by="cli",
+                force=force,
+            )
+    except Conflict as exc:
+        problems = "\n".join(f"  - {problem}" for problem in exc.details or [])
+        raise click.ClickException(f"{exc.message} (use --force to render anyway):\n{problems}") from exc
+    document = {
+        "id": str(report["id"]),
+        "tenant_id": str(tenant_id),
+        "tenant": report["tenant_slug"],
+        "period": report["period"],
+        "directory": report["directory"],
+        "files": report["files"],
+        "checksum": report["checksum"],
+        "summary": report["summary"],
+    }
+    _emit(as_json, document, f"report {document['tenant']} {document['period']}: {document['directory']}/report.html")
+
+
+@main.group()
+def analytics() -> None:
+    """The dbt project (dbt_project/): marts, compliance reports, docs."""
+
+
+@analytics.command("build")
+@click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch")
+@click.option("--select", "selection", default=None, help="A dbt selection, e.g. marts.compliance")
+@click.option("--json", "as_json", is_flag=True)
+@_fail_cleanly
+def analytics_build(full_refresh: bool, selection: str | None, as_json: bool) -> None:
+    """`dbt build` as pasar_etl (models, tests, unit tests), offline."""
+    from pasar.analytics import dbt
+
+    settings = get_settings()
+    if settings.embedded:
+        migrate(database_urls(settings))
+    args = ["build", *(["--full-refresh"] if full_refresh else []), *(["--select", selection] if selection else [])]
+    result = dbt.run_dbt(args, settings)
+    summary = next((line for line in reversed(result.stdout.splitlines()) if "Done." in line), "")
+    if result.returncode != 0:
+        raise click.ClickException(f"dbt build failed (exit {result.returncode}):\n{result.stdout[-4000:]}")
+    _emit(as_json, {"returncode": result.returncode, "summary": summary.strip()}, summary.strip() or "dbt build done")
+
+
+# pasar train / serve-model ----------------------------------------------------------------------------------
+
+
+def _symbol_list(values: tuple[str, ...]) -> list[str] | None:
+    symbols = [symbol.strip() for value in values for symbol in value.split(",") if symbol.strip()]
+    return symbols or None
+
+
+@main.command("train")
+@click.option(
+    "--symbols", multiple=True, help="Symbols to train on, comma-separated or repeated (default: all at the timeframe)"
+)
+@click.option("--timeframe", type=click.Choice(["1m", "5m", "15m", "30m", "1h", "1d"]), default="1m", show_default=True)
+@click.option("--trials", type=click.IntRange(1, 1_000), default=20, show_default=True, help="AutoML trials")
+@click.option("--horizon", type=click.IntRange(1, 10_000), default=15, show_default=True, help="Label horizon, bars")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--families", default=None, help="Model families, comma-separated (default: all)")
+@click.option("--json", "as_json", is_flag=True)
+@_fail_cleanly
+def train_command(
+    symbols: tuple[str, ...],
+    timeframe: str,
+    trials: int,
+    horizon: int,
+    seed: int,
+    families: str | None,
+    as_json: bool,
+) -> None:
+    """Train the signal model on the stored bars (AutoML tracked in MLflow), evaluate it out of sample, export and
+    register it, and promote it to `champion` only if it beats the current one."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from pasar.signals.training import train_and_promote
+
+    settings = get_settings()
+    urls = database_urls(settings)
+    if settings.embedded:
+        migrate(urls)
+    try:
+        document = train_and_promote(
+            settings,
+            urls,
+            symbols=_symbol_list(symbols),
+            timeframe=timeframe,
+            trials=trials,
+            horizon=horizon,
+            seed=seed,
+            families=[family.strip() for family in families.split(",") if family.strip()] if families else None,
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    verdict = "promoted to champion" if document["promoted"] else "registered, not promoted"
+    lines = [
+        f"{document['model_name']} v{document['version']} ({document['family']}): {verdict} — {document['reason']}",
+        f"  {document['promotion_metric']}: {document['challenger_metric']}  (champion: {document['champion_metric']})",
+        f"  trained on {document['rows']['train']} rows of {len(document['symbols'])} symbols at {timeframe}, "
+        f"{document['trials']} trials; holdout {document['rows']['holdout']} rows",
+        f"  ONNX parity max |ΔP| {document['onnx_parity_max_abs_diff']:.2e}; MLflow run {document['run_id']}",
+    ]
+    _emit(as_json, document, "\n".join(lines))
+
+
+@main.command("serve-model")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65_535), default=3001, show_default=True)
+@_fail_cleanly
+def serve_model(host: str, port: int) -> None:
+    """Serve the champion signal model with BentoML (POST /predict, POST /signal) until interrupted."""
+    settings = get_settings()
+    if settings.embedded:
+        migrate(database_urls(settings))  # /signal reads the latest bars
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        **os.environ,
+        "PASAR_HOME": str(settings.home.resolve()),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+    beside = Path(sys.executable).parent / "bentoml"
+    command = [str(beside)] if beside.exists() else [sys.executable, "-m", "bentoml"]
+    command += ["serve", "serving.service:SignalModel", "--host", host, "--port", str(port), "--working-dir", str(root)]
+    os.execve(command[0], command, env)  # noqa: S606 - becomes the BentoML server (signals reach it directly)
