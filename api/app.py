@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import admin, api_keys, auth, health, market, stream, trading, users
+from api import admin, analytics, api_keys, auth, compliance, health, market, signals, stream, trading, users
 from api.errors import install_error_handlers
 from api.observability import Metrics, ObservabilityMiddleware, configure_logging
 from api.runtime import Runtime
@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.metrics = metrics
     install_error_handlers(app)
-    for module in (health, auth, users, api_keys, admin, market, trading, stream):
+    for module in (health, auth, users, api_keys, admin, market, trading, stream, signals, analytics, compliance):
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(

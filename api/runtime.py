@@ -15,10 +15,12 @@ from pasar.db.pool import Database, tenant_transaction
 from pasar.db.urls import database_urls
 from pasar.ratelimit import Limit, MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from pasar.secrets import jwt_secret
+from pasar.signals.service import SignalCache
 from pasar.tenancy import service as tenancy
 from pasar.tenancy.credentials import TokenIssuer
 from pasar.tenancy.models import Principal, parse_rate
 from pasar.usage.writer import UsageWriter
+from serving.predictor import Predictor
 
 LIMITS_TTL_SECONDS = 30.0
 
@@ -34,6 +36,9 @@ class Runtime:
     usage: UsageWriter
     stream: StreamHub
     _limits: dict[UUID, tuple[float, tuple[int, int], tuple[int, int]]] = field(default_factory=dict)
+    # The signal model, loaded in the background (the API answers 503 model_unavailable until it is).
+    predictor: Predictor = field(default_factory=lambda: Predictor(None))
+    signal_cache: SignalCache = field(default_factory=SignalCache)
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
@@ -73,7 +78,9 @@ class Runtime:
         await usage.start()
         stream = StreamHub(redis)
         await stream.start()
-        return cls(settings, database, redis, limiter, issuer, authenticator, usage, stream)
+        predictor = Predictor.from_settings(settings)
+        predictor.start()
+        return cls(settings, database, redis, limiter, issuer, authenticator, usage, stream, predictor=predictor)
 
     async def stop(self) -> None:
         await self.stream.stop()

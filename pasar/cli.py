@@ -591,7 +591,6 @@ def reports_generate(tenant_name: str, period: str, force: bool, as_json: bool) 
     """Render one tenant's compliance report for one month from the dbt marts (build them first:
     `pasar analytics build`). Read as pasar_app under the tenant's row-level security."""
     from pasar.analytics.logins import resolve_tenant
-    from pasar.compliance import repository as compliance_repository
     from pasar.compliance import service as compliance
     from pasar.compliance.models import Period
     from pasar.errors import Conflict
@@ -603,17 +602,16 @@ def reports_generate(tenant_name: str, period: str, force: bool, as_json: bool) 
     month = Period.parse(period)
     with psycopg.connect(urls.etl) as conn:
         tenant_id, _ = resolve_tenant(conn, tenant_name)
-    try:
-        with psycopg.connect(urls.app, autocommit=True) as conn, conn.transaction():
-            compliance_repository.set_tenant(conn, tenant_id)
-            report = compliance.generate_report(
-                conn,
-                Principal.system(tenant_id),
-                period=month,
-                home=Path(settings.home),
-                generated_by="cli",
-                force=force,
+
+    async def render(database: Database) -> dict[str, Any]:
+        principal = Principal.system(tenant_id)
+        async with tenant_transaction(principal, database=database) as conn:
+            return await compliance.generate_report(
+                conn, principal, period=month, home=Path(settings.home), generated_by="cli", force=force
             )
+
+    try:
+        report = _with_database(urls, render)
     except Conflict as exc:
         problems = "\n".join(f"  - {problem}" for problem in exc.details or [])
         raise click.ClickException(f"{exc.message} (use --force to render anyway):\n{problems}") from exc

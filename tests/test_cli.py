@@ -252,7 +252,8 @@ def test_demo_writes_reuses_and_recredentials(embedded: Invoke, embedded_home: P
 
     second = json_output(embedded("demo", "--no-serve", "--json"))
     assert _keys(second) == _keys(first), "a second run reuses the credentials that still work"
-    assert second == first
+    reused = ("tenants", "operator_api_key", "api_url", "market")  # the bot's trading summary differs per run
+    assert {key: second[key] for key in reused} == {key: first[key] for key in reused}
 
     demo_file.unlink()
     third = json_output(embedded("demo", "--no-serve", "--json"))

@@ -375,21 +375,25 @@ def read_bars_frame(
 # Reads for live signals (async, pasar_app) ------------------------------------------------------------------
 
 
-async def get_instruments(conn: Conn, symbols: Sequence[str]) -> dict[str, InstrumentRow]:
-    """The instruments of ``symbols`` that exist, by symbol."""
-    cur = await conn.execute(sql.SQL("{} where symbol = any(%s)").format(_SELECT_INSTRUMENTS), [list(symbols)])
-    return {row["symbol"]: _instrument(row) for row in await cur.fetchall()}
-
-
-async def bar_series_of(conn: Conn, instrument_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
-    """The stored series of each instrument (``timeframe, last_ts, updated_at`` from market.bar_series)."""
+async def instruments_with_series(
+    conn: Conn, symbols: Sequence[str]
+) -> dict[str, tuple[InstrumentRow, list[dict[str, Any]]]]:
+    """The instruments of ``symbols`` that exist, each with its stored series (``timeframe, last_ts, updated_at``
+    from market.bar_series), in one statement."""
     cur = await conn.execute(
-        "select instrument_id, timeframe, last_ts, updated_at from market.bar_series where instrument_id = any(%s)",
-        [list(instrument_ids)],
+        sql.SQL(
+            "select {}, s.timeframe as series_timeframe, s.last_ts, s.updated_at from market.instruments i "
+            "left join market.bar_series s on s.instrument_id = i.id where i.symbol = any(%s)"
+        ).format(sql.SQL(", ").join(sql.Identifier("i", column) for column in _INSTRUMENT_COLUMNS)),
+        [list(symbols)],
     )
-    found: dict[int, list[dict[str, Any]]] = {}
+    found: dict[str, tuple[InstrumentRow, list[dict[str, Any]]]] = {}
     for row in await cur.fetchall():
-        found.setdefault(row["instrument_id"], []).append(row)
+        _, series = found.setdefault(row["symbol"], (_instrument(row), []))
+        if row["series_timeframe"] is not None:
+            series.append(
+                {"timeframe": row["series_timeframe"], "last_ts": row["last_ts"], "updated_at": row["updated_at"]}
+            )
     return found
 
 

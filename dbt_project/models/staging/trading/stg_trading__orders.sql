@@ -1,0 +1,22 @@
+select
+    tenant_id,
+    id as order_id,
+    client_order_id,
+    user_id,
+    instrument_id,
+    symbol,
+    side,
+    type as order_type,
+    time_in_force,
+    quantity,
+    limit_price,
+    stop_price,
+    status,
+    filled_quantity,
+    average_price,
+    reject_reason,
+    reject_message,
+    created_at,
+    updated_at,
+    expires_at
+from {{ source('trading', 'orders') }}

@@ -1,0 +1,1 @@
+"""Compliance: surveillance alerts and their review lifecycle, and the per-tenant, per-period reports."""
