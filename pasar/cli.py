@@ -246,16 +246,28 @@ def api_command(host: str | None, port: int | None, workers: int) -> None:
     _serve(settings, host or settings.api_host, port or settings.api_port, workers)
 
 
+DEMO_TRAINING_SYMBOLS = ("BBCA", "BBRI", "BMRI", "TLKM", "ASII")
+
+
 @main.command("demo")
 @click.option("--serve/--no-serve", default=True, help="Serve the API and the Dagster UI afterwards, or exit")
 @click.option("--host", default=None)
 @click.option("--port", type=int, default=None)
 @click.option("--dagster-port", type=int, default=3000, show_default=True)
 @click.option("--synthetic-days", type=click.IntRange(1, 250), default=10, show_default=True)
+@click.option("--docs-port", type=int, default=8080, show_default=True, help="dbt docs for analysts")
+@click.option("--train/--no-train", default=True, help="Train a first champion model and build the dbt marts")
 @click.option("--json", "as_json", is_flag=True)
 @_fail_cleanly
 def demo(
-    serve: bool, host: str | None, port: int | None, dagster_port: int, synthetic_days: int, as_json: bool
+    serve: bool,
+    host: str | None,
+    port: int | None,
+    dagster_port: int,
+    docs_port: int,
+    synthetic_days: int,
+    train: bool,
+    as_json: bool,
 ) -> None:
     """Set up the embedded platform: demo tenants, market data; then serve the API and the Dagster UI."""
     from pasar import demo as demo_setup
@@ -272,6 +284,13 @@ def demo(
     from pasar.trading.bot import run_demo_trading
 
     document["trading"] = run_demo_trading(settings, urls, [entry["tenant_id"] for entry in document["tenants"]], 3)
+    if train:
+        from pasar.analytics.dbt import run_dbt
+        from pasar.signals.training import train_and_promote
+
+        model = train_and_promote(settings, urls, symbols=DEMO_TRAINING_SYMBOLS, timeframe="1m", trials=4)
+        document["model"] = {key: model.get(key) for key in ("model_name", "version", "promoted", "family")}
+        document["dbt_build_ok"] = run_dbt(["build"], settings, timeout=900).returncode == 0
     document["dagster_url"] = f"http://{host}:{dagster_port}" if serve else None
     demo_setup.write_document(settings, document)
     lines = [
@@ -286,17 +305,27 @@ def demo(
     market = document["market"]
     lines.append(f"  market data: {market['bars']} bars of {market['instruments']} instruments")
     lines.append("  paper trading: a rule-based bot traded for both tenants (see /v1/portfolio, /v1/orders)")
+    if "model" in document:
+        model = document["model"]
+        lines.append(f"  signal model: {model['model_name']} v{model['version']} ({model['family']}), champion")
     if serve:
         lines.append(f"  Dagster UI: {document['dagster_url']}  (assets, lineage, checks; starting in the background)")
+        if train:
+            lines.append(f"  dbt docs: http://{host}:{docs_port}")
     lines.append(f"Try: curl -s -H 'X-API-Key: {document['tenants'][0]['api_key']}' {document['api_url']}/v1/me")
     _emit(as_json, document, "\n".join(lines))
     if serve:
-        ui = demo_setup.start_dagster_ui(settings, host=host, port=dagster_port)
+        from pasar.analytics.dbt import serve_docs
+
+        helpers = [demo_setup.start_dagster_ui(settings, host=host, port=dagster_port)]
+        if train:
+            helpers.append(serve_docs(settings, docs_port, host=host))
         try:
             _serve(settings, host, port, 1)
         finally:
-            ui.terminate()
-            ui.wait(timeout=30)
+            for process in helpers:
+                process.terminate()
+                process.wait(timeout=30)
 
 
 # pasar ingest -----------------------------------------------------------------------------------------------

@@ -237,7 +237,7 @@ def _keys(document: dict[str, Any]) -> list[str]:
 
 @needs_pg
 def test_demo_writes_reuses_and_recredentials(embedded: Invoke, embedded_home: Path) -> None:
-    first = json_output(embedded("demo", "--no-serve", "--json"))
+    first = json_output(embedded("demo", "--no-serve", "--no-train", "--json"))
     assert len(first["tenants"]) == 2
     assert len({entry["tenant_id"] for entry in first["tenants"]}) == 2
     for entry in first["tenants"]:
@@ -250,13 +250,13 @@ def test_demo_writes_reuses_and_recredentials(embedded: Invoke, embedded_home: P
     assert json.loads(demo_file.read_text()) == first
     _assert_demo_credentials_work(embedded_home, first)
 
-    second = json_output(embedded("demo", "--no-serve", "--json"))
+    second = json_output(embedded("demo", "--no-serve", "--no-train", "--json"))
     assert _keys(second) == _keys(first), "a second run reuses the credentials that still work"
     reused = ("tenants", "operator_api_key", "api_url", "market")  # the bot's trading summary differs per run
     assert {key: second[key] for key in reused} == {key: first[key] for key in reused}
 
     demo_file.unlink()
-    third = json_output(embedded("demo", "--no-serve", "--json"))
+    third = json_output(embedded("demo", "--no-serve", "--no-train", "--json"))
     assert [entry["tenant_id"] for entry in third["tenants"]] == [entry["tenant_id"] for entry in first["tenants"]]
     assert set(_keys(third)).isdisjoint(_keys(first)), "lost keys cannot be shown again: new ones are issued"
     assert stat.S_IMODE(demo_file.stat().st_mode) == 0o600
