@@ -217,6 +217,11 @@ class EmbeddedCluster:
             current = self.status()
             if not current.running:
                 config = self._start_server(config)
+            elif current.port is not None and current.port != config.port:
+                # The server runs on another port than recorded (an interrupted start moved the record):
+                # the running server is the truth.
+                config = _Config(port=current.port, owner_password=config.owner_password)
+                self._write_config(config)
             self._wait_until_connectable(config)
             return self.status()
 
