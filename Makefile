@@ -43,6 +43,10 @@ test: install-test lint typecheck unit
 
 bench: install-test
 	$(RUN) python -m bench.api_baseline
+	$(RUN) python -m bench.ingest
+	$(RUN) python -m bench.features
+	$(RUN) python -m bench.orders
+	$(RUN) python -m bench.inference
 
 clean:
 	-$(RUN) pasar db stop
