@@ -43,6 +43,7 @@ from bench.api_baseline import (
     CpuMeter,
     CpuUse,
     Server,
+    _access_token,
     _free_port,
     _home,
     _http,
@@ -126,14 +127,6 @@ def _symbols(port: int, token: str) -> list[str]:
     instruments = _json_http(port, "GET", "/v1/market/instruments", token)
     items = instruments["items"] if isinstance(instruments, dict) else instruments
     return [item["symbol"] for item in items if item["exchange"] == "IDX" and item["currency"] == "IDR"]
-
-
-def _token(port: int, api_key: str) -> str:
-    status, body = _http(port, "POST", "/v1/auth/token", {"api_key": api_key})
-    if status != 200:
-        raise BenchError(f"POST /v1/auth/token answered {status}: {body[:500]!r}")
-    token: str = json.loads(body)["access_token"]
-    return token
 
 
 def _prepare_tenant(port: int, token: str, candidates: list[str], offset: int) -> list[tuple[str, Decimal]]:
@@ -312,7 +305,7 @@ def run(options: Options) -> dict[str, Any]:
             seats: list[Seat] = []
             candidates: list[str] = []
             for number, key in enumerate(keys):
-                token = _token(port, key)
+                token = _access_token(port, key)
                 candidates = candidates or _symbols(port, token)
                 chosen = _prepare_tenant(port, token, candidates, number * SYMBOLS_PER_TENANT)
                 for client in range(options.clients_per_tenant):

@@ -35,12 +35,3 @@ async def record(
             current_request_id(),
         ],
     )
-
-
-async def list_events(conn: Conn, tenant_id: UUID, *, target_type: str, target_id: str) -> list[dict[str, Any]]:
-    cur = await conn.execute(
-        "select occurred_at, actor_type, actor_id, action, details, request_id from audit.events "
-        "where tenant_id = %s and target_type = %s and target_id = %s order by occurred_at, id",
-        [tenant_id, target_type, target_id],
-    )
-    return await cur.fetchall()

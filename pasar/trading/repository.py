@@ -337,16 +337,6 @@ async def list_positions(conn: Conn, tenant_id: UUID) -> list[dict[str, Any]]:
     return await cur.fetchall()
 
 
-async def fill_totals(conn: Conn, tenant_id: UUID) -> dict[int, Any]:
-    """Σ signed filled quantity per instrument: what positions must equal."""
-    cur = await conn.execute(
-        "select instrument_id, sum(case side when 'buy' then quantity else -quantity end) as quantity "
-        "from trading.fills where tenant_id = %s group by instrument_id",
-        [tenant_id],
-    )
-    return {row["instrument_id"]: row["quantity"] for row in await cur.fetchall()}
-
-
 # Ledger -----------------------------------------------------------------------------------------------------
 
 
