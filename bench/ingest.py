@@ -1,8 +1,11 @@
 """Market-data ingest: the platform's load path beside a raw binary ``COPY`` of the same rows, in one run.
 
 The platform path is ``pasar.market.service.load_frame`` as the Dagster assets call it, one transaction per batch
-(default: one trading day): conform → instruments → partitions → vectorised binary COPY of scaled integers into a
-temp staging table → one ``INSERT … ON CONFLICT`` merge into ``market.bars`` (+ ``market.bar_series``).
+(default: one trading day): conform → instruments → partitions → ``repository.write_bars``, which checks whether the
+batch's range already holds any of its rows and, when it does not (the first load of a day), streams the rows with a
+binary COPY straight into ``market.bars`` inside a savepoint; otherwise (a re-run, a correction, or a unique violation
+from a concurrent load) it copies them into a temp staging table and merges with one ``INSERT … ON CONFLICT`` that
+leaves identical rows alone. Then ``market.bar_series`` is widened.
 
 The raw path is a plain binary ``COPY … FROM STDIN (FORMAT BINARY)`` of the same rows, in one transaction, into
 ``bench_raw.bars``: ``CREATE TABLE … (LIKE market.bars INCLUDING ALL) PARTITION BY RANGE (ts)`` (LIKE copies the
@@ -11,8 +14,9 @@ same monthly partitions, made by the platform's ``ensure_time_partitions``, and 
 has, copied from the catalog). Two raw clients are timed and the faster one is the denominator of the ratio:
 
 * ``psycopg``: ``copy.set_types([...])`` and ``write_row`` per row with ``Decimal`` prices (psycopg's C dumpers);
-* ``numpy``: the tuples built by numpy (numerics included, in a fixed 7-digit base-10000 layout the server
-  normalises) in 32k-row chunks streamed into one COPY, so the client costs little and the time is the server's.
+* ``numpy``: the platform's own encoder (``repository.copy_bars``: tuples built by numpy, numerics included, in a
+  fixed 7-digit base-10000 layout the server normalises, 8k-row chunks streamed into one COPY), so the client costs
+  little and the time is the server's.
 
 Both paths start from the same generated polars frame (generation is timed apart and belongs to neither), load an
 empty target after a CHECKPOINT, and are checked to store exactly the same rows (values and scales). Stage timings
@@ -24,7 +28,8 @@ Bar (docs ARCHITECTURE.md, "market data ingest"): >= 70% of a raw binary COPY of
 
     python -m bench.ingest [--rows 1000000] [--symbols 100] [--batch-days 1] [--repeat 1] [--variants] [--home DIR]
 
-``--variants`` also times alternatives of the loader (prototyped here, not in pasar/) on the same rows.
+``--variants`` also times the loader with 5 days per transaction, with every batch forced through the merge path,
+and a second load of the same batches (a re-materialization, which writes nothing).
 Everything runs in a dedicated database (``pasar_bench_ingest``) of the embedded cluster of ``--home`` (default: a
 fresh temporary home, removed at the end), dropped at the end; the cluster is stopped unless it was already running.
 The last line of stdout is one JSON object with the figures.
@@ -41,11 +46,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, Self, cast
+from typing import Any, Self, cast
 from unittest import mock
 
 import numpy as np
@@ -61,8 +66,8 @@ from pasar.config import Settings
 from pasar.db.embedded import EmbeddedCluster
 from pasar.db.migrate import migrate
 from pasar.db.urls import database_urls
-from pasar.market import exchange, repository, service
-from pasar.market.copy_format import HEADER, PG_EPOCH_OFFSET_US, TRAILER
+from pasar.market import copy_format, exchange, repository, service
+from pasar.market.copy_format import BinaryColumn
 from pasar.market.frames import Timeframe, conform
 from pasar.market.sources.synthetic import DEFAULT_START, SyntheticSource
 
@@ -71,10 +76,7 @@ BAR_ROWS_PER_S = 150_000.0
 BENCH_DATABASE = "pasar_bench_ingest"
 SOURCE = "synthetic"
 RAW_TABLE = "bench_raw.bars"
-RAW_CHUNK_ROWS = 32_768
-COPY_IF_NEW_CHUNK_ROWS = 8_192  # a trading day (32k rows) in 4 pieces, so encoding overlaps the server's work
-COLUMNS = ("instrument_id", "timeframe", "ts", "open", "high", "low", "close", "volume", "is_adjusted", "source")
-PRICES = ("open", "high", "low", "close")
+_COPY_TYPES = ["int4", "text", "timestamptz", "numeric", "numeric", "numeric", "numeric", "numeric", "bool", "text"]
 
 IntArray = npt.NDArray[np.int64]
 
@@ -83,17 +85,16 @@ IntArray = npt.NDArray[np.int64]
 
 @dataclass
 class StageClock:
-    """Seconds per stage of the platform path; ``mark`` is when ``stage_and_merge`` was entered."""
+    """Seconds per stage of the platform path."""
 
     seconds: dict[str, float] = field(default_factory=dict)
-    mark: float | None = None
     explain: list[str] | None = None  # when a list, the merge runs under EXPLAIN ANALYZE and its plan lands here
 
     def add(self, stage: str, seconds: float) -> None:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
     def reset(self) -> None:
-        self.seconds, self.mark = {}, None
+        self.seconds = {}
 
 
 CLOCK = StageClock()
@@ -106,12 +107,10 @@ _STATEMENT_STAGES = (
     ("insert into market.bars ", "merge"),
     ("insert into market.bar_series", "bar_series"),
     ("select exists (select 1 from market.bars", "exists_check"),
-    ("set ", "settings"),
 )
 
 
-def _stage_of(query: Query) -> str:
-    text = query if isinstance(query, str) else query.decode() if isinstance(query, bytes) else ""
+def _stage_of(text: str) -> str:
     head = " ".join(text.split())[:60].lower()
     return next((stage for prefix, stage in _STATEMENT_STAGES if head.startswith(prefix)), "other_sql")
 
@@ -122,17 +121,14 @@ class TimedCursor(psycopg.Cursor[Any]):
     def execute(
         self, query: Query, params: Params | None = None, *, prepare: bool | None = None, binary: bool | None = None
     ) -> Self:
-        stage = _stage_of(query)
+        text = query.as_string(self) if isinstance(query, sql.Composable) else str(query)
+        stage = _stage_of(text)
         started = time.perf_counter()
-        if stage == "stage_table" and CLOCK.mark is not None:
-            CLOCK.add("encode", started - CLOCK.mark)  # stage_and_merge's numpy/polars work before its first SQL
-            CLOCK.mark = None
-        explain = stage == "merge" and CLOCK.explain is not None and isinstance(query, str)
-        if explain and isinstance(query, str):
-            query = "explain (analyze, buffers) " + query
+        if stage == "merge" and CLOCK.explain is not None:
+            query = "explain (analyze, buffers) " + text
         try:
             super().execute(cast(QueryNoTemplate, query), params, prepare=prepare, binary=binary)
-            if explain and CLOCK.explain is not None:
+            if stage == "merge" and CLOCK.explain is not None:
                 CLOCK.explain.extend(str(row[0]) for row in self.fetchall())
             return self
         finally:
@@ -168,8 +164,9 @@ class TimedConnection(psycopg.Connection[Any]):
 
 @contextmanager
 def instrumented() -> Iterator[None]:
-    """Time the platform's client stages: ``conform`` and the encoding at the start of ``stage_and_merge``."""
-    stage_and_merge = repository.stage_and_merge
+    """Time the platform's client stages: ``conform``, and the encoding done while a COPY is open (moved from the
+    timing cursor's "copy" to "encode")."""
+    encode_tuples = copy_format.encode_tuples
 
     def timed_conform(frame: pl.DataFrame) -> pl.DataFrame:
         started = time.perf_counter()
@@ -178,169 +175,19 @@ def instrumented() -> Iterator[None]:
         finally:
             CLOCK.add("conform", time.perf_counter() - started)
 
-    def timed_stage_and_merge(
-        conn: psycopg.Connection[Any], frame: pl.DataFrame, refs: dict[str, repository.InstrumentRef], *, source: str
-    ) -> repository.MergeResult:
-        CLOCK.mark = time.perf_counter()
-        return stage_and_merge(conn, frame, refs, source=source)
+    def timed_encode(columns: Sequence[BinaryColumn]) -> bytes:
+        started = time.perf_counter()
+        try:
+            return encode_tuples(columns)
+        finally:
+            CLOCK.add("encode", time.perf_counter() - started)
+            CLOCK.add("copy", started - time.perf_counter())
 
     with (
         mock.patch.object(service, "conform", timed_conform),
-        mock.patch.object(repository, "stage_and_merge", timed_stage_and_merge),
+        mock.patch.object(repository, "encode_tuples", timed_encode),
     ):
         yield
-
-
-# Binary COPY encoding with numerics (vectorised) ---------------------------------------------------------------
-
-# A numeric in PostgreSQL's binary format is (ndigits, weight, sign, dscale, base-10000 digits). Every value here is
-# written with the same 7 digits, 5 for the integer part (an int64 has at most 19 decimal digits) and 2 for up to
-# 8 decimals, weight 4: fixed width, so a whole column is one numpy field; numeric_recv strips the zero digits.
-_NUMERIC_DIGITS = 7
-_NUMERIC_WEIGHT = 4
-_NUMERIC_FRACTION = 8
-_NUMERIC_NEG = 0x4000
-_POW10 = np.array([10**k for k in range(19)], dtype=np.uint64)
-_FIXED = {"int2": ">i2", "int4": ">i4", "int8": ">i8", "timestamptz": ">i8", "bool": ">i1"}
-
-
-@dataclass(frozen=True)
-class BinaryColumn:
-    """One COPY column. numeric: ``values`` are integers × 10^-``scale`` shown with ``dscale`` decimals;
-    text: ``values`` is a numpy bytes array whose items all have the same length; timestamptz: Unix µs."""
-
-    name: str
-    kind: Literal["int2", "int4", "int8", "timestamptz", "bool", "numeric", "text"]
-    values: npt.NDArray[Any]
-    scale: IntArray | int = 0
-    dscale: IntArray | int = 0
-
-
-def _fields(column: BinaryColumn) -> list[tuple[Any, ...]]:
-    name = column.name
-    if column.kind == "numeric":
-        return [
-            (f"{name}__len", ">i4"),
-            (f"{name}__ndigits", ">i2"),
-            (f"{name}__weight", ">i2"),
-            (f"{name}__sign", ">u2"),
-            (f"{name}__dscale", ">u2"),
-            (name, ">i2", (_NUMERIC_DIGITS,)),
-        ]
-    code = column.values.dtype.str[1:] if column.kind == "text" else _FIXED[column.kind]
-    return [(f"{name}__len", ">i4"), (name, code)]
-
-
-def _fill_numeric(record: npt.NDArray[np.void], column: BinaryColumn) -> None:
-    scaled = column.values.astype(np.int64)
-    magnitude = np.abs(scaled).astype(np.uint64)
-    scale = np.broadcast_to(np.asarray(column.scale, dtype=np.int64), scaled.shape)
-    if scale.min(initial=0) < 0 or scale.max(initial=0) > _NUMERIC_FRACTION:
-        raise ValueError(f"{column.name}: scales must be in 0..{_NUMERIC_FRACTION}")
-    unit = _POW10[scale]
-    whole, fraction = magnitude // unit, (magnitude % unit) * _POW10[_NUMERIC_FRACTION - scale]
-    digits = record[column.name]
-    digits[:, 5], digits[:, 6] = fraction // 10_000, fraction % 10_000
-    for position in range(4, -1, -1):
-        digits[:, position] = whole % 10_000
-        whole //= 10_000
-    record[f"{column.name}__len"] = 8 + 2 * _NUMERIC_DIGITS
-    record[f"{column.name}__ndigits"] = _NUMERIC_DIGITS
-    record[f"{column.name}__weight"] = _NUMERIC_WEIGHT
-    record[f"{column.name}__sign"] = np.where(scaled < 0, _NUMERIC_NEG, 0)
-    record[f"{column.name}__dscale"] = column.dscale
-
-
-def encode_binary(columns: Sequence[BinaryColumn]) -> bytes:
-    """The COPY BINARY payload of ``columns`` (in table order)."""
-    return HEADER + encode_tuples(columns) + TRAILER
-
-
-def encode_tuples(columns: Sequence[BinaryColumn]) -> bytes:
-    """The tuples of a COPY BINARY payload (no header or trailer), as one numpy structured array."""
-    rows = len(columns[0].values)
-    record = np.empty(rows, dtype=np.dtype([("count", ">i2"), *(f for c in columns for f in _fields(c))]))
-    record["count"] = len(columns)
-    for column in columns:
-        if len(column.values) != rows:
-            raise ValueError(f"column {column.name} has {len(column.values)} values, expected {rows}")
-        if column.kind == "numeric":
-            _fill_numeric(record, column)
-            continue
-        width = column.values.dtype.itemsize if column.kind == "text" else int(_FIXED[column.kind][-1])
-        record[f"{column.name}__len"] = width
-        values = column.values
-        record[column.name] = values - PG_EPOCH_OFFSET_US if column.kind == "timestamptz" else values
-    return record.tobytes()
-
-
-def _text(values: pl.Series) -> npt.NDArray[np.bytes_]:
-    """A text column as fixed-width bytes (the encoder's limit: every value of the batch has the same length)."""
-    uniques = values.unique(maintain_order=True).to_list()
-    encoded = np.array([str(value).encode() for value in uniques])
-    if len({len(value) for value in encoded.tolist()}) > 1:
-        raise ValueError(f"{values.name}: the fixed-width encoder needs values of one length")
-    codes = values.replace_strict(uniques, list(range(len(uniques))), return_dtype=pl.UInt32).to_numpy()
-    result: npt.NDArray[np.bytes_] = encoded[codes]
-    return result
-
-
-def trimmed_dscale(scaled: IntArray, scale: int) -> IntArray:
-    """Per value, the fewest decimals that show it exactly (what ``trim_scale`` keeps)."""
-    dscale = np.full(len(scaled), scale, dtype=np.int64)
-    for zeros in range(1, scale + 1):
-        dscale[scaled % 10**zeros == 0] = scale - zeros
-    return dscale
-
-
-@dataclass(frozen=True)
-class Scaled:
-    """A frame's prices and volume as exact integers, rounded as the platform's loader rounds them."""
-
-    prices: dict[str, IntArray]
-    price_scale: IntArray
-    volume: IntArray
-    volume_scale: int
-
-    @classmethod
-    def of(cls, frame: pl.DataFrame, precision: pl.Series) -> Scaled:
-        volume_max = float(frame["volume"].max() or 0.0)  # type: ignore[arg-type]
-        volume_scale = max(0, min(8, math.floor(math.log10(repository._MAX_SCALED / max(volume_max, 1.0)))))
-        return cls(
-            {name: repository._scaled(frame[name], precision) for name in PRICES},
-            precision.to_numpy().astype(np.int64),
-            repository._scaled(frame["volume"], volume_scale),
-            volume_scale,
-        )
-
-
-def _keys(frame: pl.DataFrame, refs: dict[str, repository.InstrumentRef]) -> tuple[pl.Series, pl.Series]:
-    symbol = frame["symbol"]
-    ids = symbol.replace_strict({s: r.id for s, r in refs.items()}, return_dtype=pl.Int32)
-    precision = symbol.replace_strict({s: r.price_precision for s, r in refs.items()}, return_dtype=pl.Int16)
-    return ids, precision
-
-
-def bar_columns(frame: pl.DataFrame, refs: dict[str, repository.InstrumentRef]) -> list[BinaryColumn]:
-    """A canonical frame as the COPY columns of market.bars (COLUMNS), numerics exact and trimmed like the
-    platform's merge stores them."""
-    ids, precision = _keys(frame, refs)
-    scaled = Scaled.of(frame, precision)
-    return [
-        BinaryColumn("instrument_id", "int4", ids.to_numpy()),
-        BinaryColumn("timeframe", "text", _text(frame["timeframe"])),
-        BinaryColumn("ts", "timestamptz", frame["ts"].dt.epoch("us").to_numpy()),
-        *(BinaryColumn(n, "numeric", scaled.prices[n], scaled.price_scale, scaled.price_scale) for n in PRICES),
-        BinaryColumn(
-            "volume",
-            "numeric",
-            scaled.volume,
-            scaled.volume_scale,
-            trimmed_dscale(scaled.volume, scaled.volume_scale),
-        ),
-        BinaryColumn("is_adjusted", "bool", frame["adjusted"].cast(pl.Int8).to_numpy()),
-        BinaryColumn("source", "text", np.full(frame.height, SOURCE.encode())),
-    ]
 
 
 # The data set --------------------------------------------------------------------------------------------------
@@ -414,7 +261,7 @@ class Database:
     def fingerprint(self, table: str) -> str:
         """Row count and a sum of row hashes over the loaded columns as text (numeric scales count)."""
         query = sql.SQL("select count(*) || ':' || coalesce(sum(hashtextextended(({}){}, 0)), 0) from {}").format(
-            sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), sql.SQL("::text"), _ident(table)
+            sql.SQL(", ").join(map(sql.Identifier, repository.BAR_COLUMNS)), sql.SQL("::text"), _ident(table)
         )
         return str(self.scalar(query))
 
@@ -533,21 +380,12 @@ class Measured:
         return self.usage.client_cpu / self.rows * 1e6, self.usage.server_cpu / self.rows * 1e6
 
 
-def _decimals(scaled: IntArray, scale: IntArray) -> list[Decimal]:
-    values = scaled.tolist()
-    if len(scale) and bool((scale == scale[0]).all()):
-        exponent = -int(scale[0])
-        return list(map(Decimal, values)) if exponent == 0 else [Decimal(v).scaleb(exponent) for v in values]
-    return [Decimal(v).scaleb(-s) for v, s in zip(values, scale.tolist(), strict=True)]
-
-
-_COPY_TYPES = ["int4", "text", "timestamptz", "numeric", "numeric", "numeric", "numeric", "numeric", "bool", "text"]
-
-
-def _copy_statement(table: str) -> sql.Composed:
-    return sql.SQL("copy {} ({}) from stdin (format binary)").format(
-        _ident(table), sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
-    )
+def _decimals(column: BinaryColumn) -> list[Decimal]:
+    """A numeric column of ``repository.bar_columns`` as the Decimals it stands for, at its display scale."""
+    scale = np.broadcast_to(np.asarray(column.scale), column.values.shape)
+    dscale = np.broadcast_to(np.asarray(column.dscale), column.values.shape)
+    shown = column.values // np.power(10, scale - dscale)  # drops only the zeros that dscale trims
+    return [Decimal(v).scaleb(-d) for v, d in zip(shown.tolist(), dscale.tolist(), strict=True)]
 
 
 def raw_psycopg(
@@ -555,22 +393,20 @@ def raw_psycopg(
 ) -> dict[str, float]:
     """``write_row`` per row with Python values (Decimal prices): psycopg's C dumpers do the binary format."""
     started = time.perf_counter()
-    ids, precision = _keys(frame, refs)
-    scaled = Scaled.of(frame, precision)
-    volume_dscale = trimmed_dscale(scaled.volume, scaled.volume_scale)
-    volume = scaled.volume // _POW10[scaled.volume_scale - volume_dscale].astype(np.int64)
+    encoded = repository.bar_columns(frame, refs, source=SOURCE, volume_decimals=repository.volume_scale(frame))
     columns: list[list[Any]] = [
-        ids.to_list(),
-        frame["timeframe"].to_list(),
-        frame["ts"].to_list(),
-        *(_decimals(scaled.prices[name], scaled.price_scale) for name in PRICES),
-        _decimals(volume, volume_dscale),
-        frame["adjusted"].to_list(),
-        [SOURCE] * frame.height,
-    ]
+        frame[column.name].to_list() if column.name == "ts" else
+        _decimals(column) if column.kind == "numeric" else
+        [value.decode() for value in column.values.tolist()] if column.kind == "text" else
+        column.values.astype(bool if column.kind == "bool" else np.int64).tolist()
+        for column in encoded
+    ]  # fmt: skip
     prepared = time.perf_counter()
     with conn.transaction(), conn.cursor() as cur:
-        with cur.copy(_copy_statement(RAW_TABLE)) as copy:
+        statement = sql.SQL("copy {} ({}) from stdin (format binary)").format(
+            _ident(RAW_TABLE), sql.SQL(", ").join(map(sql.Identifier, repository.BAR_COLUMNS))
+        )
+        with cur.copy(statement) as copy:
             copy.set_types(_COPY_TYPES)
             for row in zip(*columns, strict=True):
                 copy.write_row(row)
@@ -579,39 +415,16 @@ def raw_psycopg(
     return {"prepare": prepared - started, "copy": copied - prepared, "commit": done - copied}
 
 
-def copy_frame(
-    conn: psycopg.Connection[Any],
-    table: str,
-    frame: pl.DataFrame,
-    refs: dict[str, repository.InstrumentRef],
-    *,
-    chunk_rows: int = RAW_CHUNK_ROWS,
-) -> float:
-    """One binary COPY of ``frame`` into ``table``; the tuples are encoded by numpy ``chunk_rows`` at a time while
-    the server parses the previous chunk (one 1M-row array also costs 3x more to build than 32 small ones).
-    Returns the seconds spent encoding."""
-    encode = 0.0
-    with conn.cursor() as cur, cur.copy(_copy_statement(table)) as copy:
-        copy.write(HEADER)
-        for offset in range(0, frame.height, chunk_rows):
-            started = time.perf_counter()
-            tuples = encode_tuples(bar_columns(frame.slice(offset, chunk_rows), refs))
-            encode += time.perf_counter() - started
-            copy.write(tuples)
-        copy.write(TRAILER)
-    return encode
-
-
 def raw_numpy(
     conn: psycopg.Connection[Any], frame: pl.DataFrame, refs: dict[str, repository.InstrumentRef]
 ) -> dict[str, float]:
-    """numpy-encoded tuples streamed into one COPY (see ``copy_frame``)."""
+    """The platform's encoder (``repository.copy_bars``: numpy-built tuples streamed in chunks) into one COPY."""
     started = time.perf_counter()
     with conn.transaction():
-        encode = copy_frame(conn, RAW_TABLE, frame, refs)
+        repository.copy_bars(conn, _ident(RAW_TABLE), frame, refs, source=SOURCE)
         copied = time.perf_counter()
     done = time.perf_counter()
-    return {"encode": encode, "copy": copied - started - encode, "commit": done - copied}
+    return {"copy": copied - started, "commit": done - copied}
 
 
 RawLoad = Callable[[psycopg.Connection[Any], pl.DataFrame, dict[str, repository.InstrumentRef]], dict[str, float]]
@@ -628,7 +441,7 @@ RAW_PATHS = {
         "psycopg write_row per row, Decimal prices, C dumpers",
         raw_psycopg,
     ),
-    "numpy": RawPath("numpy-encoded tuples (numerics included), streamed in 32k-row chunks", raw_numpy),
+    "numpy": RawPath("numpy-encoded tuples (numerics included), streamed in 8k-row chunks", raw_numpy),
 }
 
 
@@ -645,19 +458,27 @@ def time_raw(db: Database, name: str, frame: pl.DataFrame, refs: dict[str, repos
 
 
 def time_loader(
-    db: Database, name: str, note: str, batches: Sequence[pl.DataFrame], load: Callable[[pl.DataFrame], int]
+    db: Database,
+    name: str,
+    note: str,
+    batches: Sequence[pl.DataFrame],
+    load: Callable[[pl.DataFrame], int],
+    *,
+    empty_first: bool = True,
 ) -> Measured:
-    """``load`` of every batch, as pasar_etl, on an empty market.bars; stage timings from CLOCK."""
-    db.fresh("market.bars", "market.bar_series")
+    """``load`` of every batch, as pasar_etl (on an empty market.bars unless told); stage timings from CLOCK."""
+    if empty_first:
+        db.fresh("market.bars", "market.bar_series")
     lsn = db.wal_lsn()
     CLOCK.reset()
     with instrumented():
         before = Usage.now(db.etl)
-        rows = sum(load(batch) for batch in batches)
+        for batch in batches:
+            load(batch)
         usage = Usage.now(db.etl) - before
     stages = dict(CLOCK.seconds)
     stages["python_other"] = usage.wall - sum(stages.values())
-    measured = Measured(name, rows, usage, db.wal_since(lsn), stages, note)
+    measured = Measured(name, sum(batch.height for batch in batches), usage, db.wal_since(lsn), stages, note)
     measured.fingerprint = db.fingerprint("market.bars")
     return measured
 
@@ -681,144 +502,39 @@ def explain_merge(db: Database, frame: pl.DataFrame, symbols: Sequence[str]) -> 
         CLOCK.explain = None
 
 
-# Alternatives of the loader (prototypes; the platform's code is unchanged) --------------------------------------
-
-_TIMEFRAMES = [timeframe.value for timeframe in Timeframe]
-_CONFLICT = """
-    on conflict (instrument_id, timeframe, ts) do update
-        set open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
-            volume = excluded.volume, is_adjusted = excluded.is_adjusted, source = excluded.source,
-            ingested_at = now()
-        where (b.open, b.high, b.low, b.close, b.volume, b.is_adjusted, b.source)
-              is distinct from (excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume,
-                                excluded.is_adjusted, excluded.source)
-"""
-_MERGE_NUMERIC = """
-    insert into market.bars as b (instrument_id, timeframe, ts, open, high, low, close, volume, is_adjusted, source)
-    select s.instrument_id, s.timeframe, s.ts, s.open, s.high, s.low, s.close, s.volume, s.is_adjusted, %(source)s
-    from bars_stage s
-"""
-_SERIES = """
-    insert into market.bar_series (instrument_id, timeframe, first_ts, last_ts)
-    {rows}
-    on conflict (instrument_id, timeframe) do update
-        set first_ts = least(market.bar_series.first_ts, excluded.first_ts),
-            last_ts = greatest(market.bar_series.last_ts, excluded.last_ts), updated_at = now()
-"""
-_SERIES_OF_STAGE = "select instrument_id, {timeframe}, min(ts), max(ts) from bars_stage group by 1, 2"
-_SERIES_OF_ARRAYS = "select * from unnest(%s::int4[], %s::text[], %s::timestamptz[], %s::timestamptz[])"
-_ANY_STORED = """
-    select exists (select 1 from market.bars where instrument_id = any(%s) and timeframe = any(%s)
-                   and ts >= %s and ts <= %s)
-"""
+# Alternatives of the loader's paths ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Variant:
     name: str
     note: str
-    staging: Literal["platform", "numeric", "copy_if_new"] = "platform"
     batch_days: int | None = None  # None: --batch-days; 0: everything in one transaction
-    synchronous_commit: bool = True
-    on_conflict: bool = True
+    merge_only: bool = False  # every batch through stage_and_merge, as when its range already holds rows
+    reload: bool = False  # time a second load of the same batches (a re-materialization), not the first
 
 
 VARIANTS = (
-    Variant("sync_commit_off", "platform code, session synchronous_commit = off", synchronous_commit=False),
     Variant("batch_5_days", "platform code, 5 trading days per transaction", batch_days=5),
-    Variant("stage_numeric", "numeric staging (vectorised binary numerics); the merge computes nothing", "numeric"),
     Variant(
-        "stage_numeric_no_conflict",
-        "numeric staging, plain INSERT (no ON CONFLICT: not idempotent, only shows what the clause costs)",
-        "numeric",
-        on_conflict=False,
+        "merge_path",
+        "every batch staged and merged (INSERT ... ON CONFLICT), the path of a range that already holds rows",
+        merge_only=True,
     ),
-    Variant(
-        "copy_if_new",
-        "COPY (vectorised binary numerics) straight into market.bars when the batch's range holds none of its "
-        "(instrument, timeframe) rows, in a savepoint; else (or on a unique violation) numeric staging + merge",
-        "copy_if_new",
-    ),
-    Variant(
-        "copy_if_new_5_days",
-        "copy_if_new with 5 trading days per transaction",
-        "copy_if_new",
-        batch_days=5,
-    ),
+    Variant("reload", "the same batches loaded again: every row merged, identical, nothing written", reload=True),
 )
 
 
-def _merge_numeric(
-    conn: psycopg.Connection[Any], frame: pl.DataFrame, refs: dict[str, repository.InstrumentRef], conflict: str
-) -> int:
-    payload = encode_binary([c for c in bar_columns(frame, refs) if c.name != "source"])
-    conn.execute(
-        "create temp table bars_stage (instrument_id int4, timeframe text, ts timestamptz, open numeric, "
-        "high numeric, low numeric, close numeric, volume numeric, is_adjusted bool) on commit drop"
-    )
-    with conn.cursor() as cur, cur.copy("copy bars_stage from stdin (format binary)") as copy:
-        copy.write(payload)
-    written = conn.execute(_MERGE_NUMERIC + conflict, {"source": SOURCE}).rowcount
-    conn.execute(_SERIES.format(rows=_SERIES_OF_STAGE.format(timeframe="timeframe")))
-    return written
-
-
-def _copy_if_new(conn: psycopg.Connection[Any], frame: pl.DataFrame, refs: dict[str, repository.InstrumentRef]) -> int:
-    ids = sorted({refs[symbol].id for symbol in frame["symbol"].unique().to_list()})
-    timeframes = frame["timeframe"].unique().to_list()
-    stored = conn.execute(_ANY_STORED, [ids, timeframes, frame["ts"].min(), frame["ts"].max()]).fetchone()
-    if stored is None or stored[0]:
-        CLOCK.mark = time.perf_counter()
-        return _merge_numeric(conn, frame, refs, _CONFLICT)
-    try:
-        with conn.transaction():
-            encode = copy_frame(conn, "market.bars", frame, refs, chunk_rows=COPY_IF_NEW_CHUNK_ROWS)
-        CLOCK.add("encode", encode)
-        CLOCK.add("copy", -encode)  # the timing cursor's "copy" includes the encoding done while it was open
-    except psycopg.errors.UniqueViolation:  # a concurrent load got there first: merge instead
-        CLOCK.mark = time.perf_counter()
-        return _merge_numeric(conn, frame, refs, _CONFLICT)
-    series = frame.group_by("symbol", "timeframe").agg(
-        pl.col("ts").min().alias("first"), pl.col("ts").max().alias("last")
-    )
-    conn.execute(
-        _SERIES.format(rows=_SERIES_OF_ARRAYS),
-        [
-            series["symbol"].replace_strict({s: r.id for s, r in refs.items()}, return_dtype=pl.Int32).to_list(),
-            series["timeframe"].to_list(),
-            series["first"].to_list(),
-            series["last"].to_list(),
-        ],
-    )
-    return frame.height
-
-
-def load_variant_frame(conn: psycopg.Connection[Any], batch: pl.DataFrame, variant: Variant) -> int:
-    """``service.load_frame`` with the staging and merge of ``variant`` (the same three transactions)."""
-    frame = conform(batch)
-    symbols = sorted(frame["symbol"].unique().to_list())
-    with conn.transaction():
-        refs = repository.instrument_refs(conn, symbols)
-    with conn.transaction():
-        repository.ensure_bar_partitions(conn, frame["ts"].min(), frame["ts"].max())  # type: ignore[arg-type]
-    with conn.transaction():
-        CLOCK.mark = time.perf_counter() if variant.staging != "copy_if_new" else None
-        if variant.staging == "numeric":
-            return _merge_numeric(conn, frame, refs, _CONFLICT if variant.on_conflict else "")
-        return _copy_if_new(conn, frame, refs)
-
-
 def time_variant(db: Database, dataset: Dataset, variant: Variant, batch_days: int) -> Measured:
-    """One timed load of ``variant`` on an empty market.bars, checked against the raw table; settings restored."""
+    """One timed load of ``variant`` through ``service.load_frame``, checked against the raw table."""
     batches = dataset.batches(batch_days if variant.batch_days is None else variant.batch_days)
-    if not variant.synchronous_commit:
-        db.etl.execute("set synchronous_commit = off")
-    try:
-        if variant.staging == "platform":
-            return time_loader(db, variant.name, variant.note, batches, _load_frame(db))
-        return time_loader(db, variant.name, variant.note, batches, lambda b: load_variant_frame(db.etl, b, variant))
-    finally:
-        db.etl.execute("reset synchronous_commit")
+    load = _load_frame(db)
+    if variant.reload:
+        db.fresh("market.bars", "market.bar_series")
+        for batch in batches:
+            load(batch)
+    with mock.patch.object(repository, "_range_holds_bars", return_value=True) if variant.merge_only else nullcontext():
+        return time_loader(db, variant.name, variant.note, batches, load, empty_first=not variant.reload)
 
 
 # Report --------------------------------------------------------------------------------------------------------
@@ -911,12 +627,14 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         f"bytes per bar on disk (heap + indexes, all partitions): platform {platform_bytes / platform.rows:.1f}, "
         f"raw {raw_bytes / raw.rows:.1f}"
     )
-    print(f"EXPLAIN (ANALYZE, BUFFERS) of the platform merge of one more day ({dataset.spare.height:,} new rows):")
+    print(
+        f"EXPLAIN (ANALYZE, BUFFERS) of the merge path (re-runs, corrections) on one more day ({dataset.spare.height:,} new rows):"
+    )
     for line in plan:
         print(f"    {line}")
     if variants:
         print(
-            f"alternatives of the loader (each on an empty market.bars; {args.batch_days or 'all'} day(s) per "
+            f"alternatives of the loader (on an empty market.bars unless said; {args.batch_days or 'all'} day(s) per "
             f"transaction unless said), best of {args.repeat}:"
         )
         for measured in variants:

@@ -64,7 +64,8 @@ def empty_bars() -> pl.DataFrame:
 
 
 def conform(frame: pl.DataFrame) -> pl.DataFrame:
-    """Select and cast the canonical columns in order; raise BarFrameError if any is missing or uncastable."""
+    """Select and cast the canonical columns in order; raise BarFrameError if any is missing or uncastable, or a
+    value is missing or (prices, volume) not finite."""
     missing = [name for name in BAR_SCHEMA if name not in frame.columns]
     if missing:
         raise BarFrameError(f"missing columns: {', '.join(missing)}")
@@ -72,7 +73,13 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
         out = frame.select([pl.col(name).cast(dtype, strict=True) for name, dtype in BAR_SCHEMA.items()])
     except (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError) as exc:
         raise BarFrameError(f"columns of the wrong type: {exc}") from exc
+    nulls = [name for name, count in zip(out.columns, out.null_count().row(0), strict=True) if count]
+    if nulls:
+        raise BarFrameError(f"missing values in columns: {', '.join(nulls)}")
     bad_timeframes = set(out["timeframe"].unique().to_list()) - {t.value for t in Timeframe}
     if bad_timeframes:
         raise BarFrameError(f"unknown timeframes: {sorted(map(str, bad_timeframes))}")
+    not_finite = out.select(pl.any_horizontal(~pl.col("open", "high", "low", "close", "volume").is_finite()).sum())
+    if not_finite.item():
+        raise BarFrameError(f"{not_finite.item()} bar(s) with a NaN or infinite price or volume")
     return out

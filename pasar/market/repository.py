@@ -15,11 +15,19 @@ import psycopg
 from psycopg import sql
 
 from pasar.db.pool import Conn
-from pasar.market.copy_format import encode_rows
+from pasar.market.copy_format import (
+    HEADER,
+    MAX_NUMERIC_SCALE,
+    TRAILER,
+    BinaryColumn,
+    IntArray,
+    encode_tuples,
+    fixed_width_text,
+    trimmed_dscale,
+)
 from pasar.market.frames import Timeframe
 
 TIMEFRAME_CODES = [timeframe.value for timeframe in Timeframe]
-_MAX_SCALED = 9.0e18  # int8 headroom for a scaled volume
 
 
 @dataclass(frozen=True)
@@ -123,101 +131,162 @@ def ensure_bar_partitions(conn: psycopg.Connection[Any], start: datetime, end: d
 
 # The bulk loader (sync, pasar_etl) --------------------------------------------------------------------------
 
+BAR_COLUMNS = ("instrument_id", "timeframe", "ts", "open", "high", "low", "close", "volume", "is_adjusted", "source")
+_PRICES = ("open", "high", "low", "close")
+# A trading day of 100 symbols (~32k rows) goes in 4 pieces, so numpy encodes one while the server parses another.
+COPY_CHUNK_ROWS = 8_192
+_MAX_SCALED = 9.0e18  # int8 headroom for a scaled volume
+
 
 @dataclass(frozen=True)
 class MergeResult:
-    rows_in: int  # rows staged
+    rows_in: int  # rows of the batch
     rows_written: int  # inserted or changed; identical rows are left alone
 
 
-def _scaled(values: pl.Series, scale: int | pl.Series) -> np.ndarray[Any, np.dtype[np.int64]]:
+def _scaled(values: pl.Series, scale: int | pl.Series) -> IntArray:
     """Exact integers of ``values`` × 10^scale (rounded: 1.07219 × 10^5 is 107218.99999999999 in binary)."""
     exponent = scale if isinstance(scale, int) else scale.to_numpy()
-    scaled: np.ndarray[Any, np.dtype[np.int64]] = np.rint(values.to_numpy() * np.power(10.0, exponent)).astype(np.int64)
+    scaled: IntArray = np.rint(values.to_numpy() * np.power(10.0, exponent)).astype(np.int64)
     return scaled
+
+
+def volume_scale(frame: pl.DataFrame) -> int:
+    """Decimals kept of a batch's volumes: up to 8, fewer when the largest volume would overflow an int8."""
+    largest = float(frame["volume"].max() or 0.0)  # type: ignore[arg-type]
+    return max(0, min(MAX_NUMERIC_SCALE, math.floor(math.log10(_MAX_SCALED / max(largest, 1.0)))))
+
+
+def bar_columns(
+    frame: pl.DataFrame, refs: dict[str, InstrumentRef], *, source: str, volume_decimals: int
+) -> list[BinaryColumn]:
+    """A canonical frame of one timeframe as the COPY columns of market.bars (BAR_COLUMNS): prices exact at the
+    instrument's precision, volumes rounded to ``volume_decimals`` and trimmed."""
+    symbol = frame["symbol"]
+    ids = symbol.replace_strict({s: ref.id for s, ref in refs.items()}, return_dtype=pl.Int32)
+    precision = symbol.replace_strict({s: ref.price_precision for s, ref in refs.items()}, return_dtype=pl.Int16)
+    price_scale = precision.to_numpy().astype(np.int64)
+    volume = _scaled(frame["volume"], volume_decimals)
+    (timeframe,) = frame["timeframe"].unique().to_list()
+    return [
+        BinaryColumn("instrument_id", "int4", ids.to_numpy()),
+        BinaryColumn("timeframe", "text", np.full(frame.height, str(timeframe).encode())),
+        BinaryColumn("ts", "timestamptz", frame["ts"].dt.epoch("us").to_numpy()),
+        *(BinaryColumn(name, "numeric", _scaled(frame[name], precision), price_scale, price_scale) for name in _PRICES),
+        BinaryColumn("volume", "numeric", volume, volume_decimals, trimmed_dscale(volume, volume_decimals)),
+        BinaryColumn("is_adjusted", "bool", frame["adjusted"].cast(pl.Int8).to_numpy()),
+        BinaryColumn("source", "text", fixed_width_text([source])[np.zeros(frame.height, dtype=np.intp)]),
+    ]
+
+
+def copy_bars(
+    conn: psycopg.Connection[Any],
+    table: sql.Composable,
+    frame: pl.DataFrame,
+    refs: dict[str, InstrumentRef],
+    *,
+    source: str,
+) -> None:
+    """One binary COPY of ``frame`` into ``table`` (with BAR_COLUMNS), streamed a chunk of one timeframe at a time."""
+    decimals = volume_scale(frame)  # once per batch, so a value rounds the same whichever chunk it lands in
+    statement = sql.SQL("copy {} ({}) from stdin (format binary)").format(
+        table, sql.SQL(", ").join(map(sql.Identifier, BAR_COLUMNS))
+    )
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        copy.write(HEADER)
+        for part in frame.partition_by("timeframe", maintain_order=True):
+            for offset in range(0, part.height, COPY_CHUNK_ROWS):
+                chunk = part.slice(offset, COPY_CHUNK_ROWS)
+                copy.write(encode_tuples(bar_columns(chunk, refs, source=source, volume_decimals=decimals)))
+        copy.write(TRAILER)
+
+
+def _range_holds_bars(conn: psycopg.Connection[Any], frame: pl.DataFrame, refs: dict[str, InstrumentRef]) -> bool:
+    """Whether market.bars has any row of the batch's instruments and timeframes between its first and last bar
+    (a superset of the rows the batch could collide with)."""
+    row = conn.execute(
+        "select exists (select 1 from market.bars where instrument_id = any(%s) and timeframe = any(%s) "
+        "and ts between %s and %s)",
+        [
+            sorted({refs[symbol].id for symbol in frame["symbol"].unique().to_list()}),
+            frame["timeframe"].unique().to_list(),
+            frame["ts"].min(),
+            frame["ts"].max(),
+        ],
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def write_bars(
+    conn: psycopg.Connection[Any], frame: pl.DataFrame, refs: dict[str, InstrumentRef], *, source: str
+) -> MergeResult:
+    """Write a canonical frame into market.bars inside the caller's transaction (one per partition).
+
+    A batch whose range holds none of its rows yet — the first load of a day, by far the common case — is copied
+    straight into market.bars; otherwise (a re-run, a correction, a concurrent load that committed the same rows
+    first) it goes through ``stage_and_merge``. Both store the same rows."""
+    if frame.is_empty():
+        return MergeResult(0, 0)
+    if not _range_holds_bars(conn, frame, refs):
+        try:
+            with conn.transaction():  # a savepoint: a unique violation leaves the caller's transaction usable
+                copy_bars(conn, sql.Identifier("market", "bars"), frame, refs, source=source)
+        except psycopg.errors.UniqueViolation:
+            pass  # another load of this range committed first: merge with what it wrote
+        else:
+            _record_series(conn, frame, refs)
+            return MergeResult(rows_in=frame.height, rows_written=frame.height)
+    return stage_and_merge(conn, frame, refs, source=source)
 
 
 def stage_and_merge(
     conn: psycopg.Connection[Any], frame: pl.DataFrame, refs: dict[str, InstrumentRef], *, source: str
 ) -> MergeResult:
-    """Binary COPY of a canonical frame into a temporary staging table, then one INSERT … ON CONFLICT merge
-    into market.bars and the bar_series index. Runs inside the caller's transaction (one per partition)."""
+    """Binary COPY into a temporary staging table, then one INSERT … ON CONFLICT merge into market.bars that
+    leaves identical rows alone."""
     if frame.is_empty():
         return MergeResult(0, 0)
-    ids = {symbol: ref.id for symbol, ref in refs.items()}
-    scales = {symbol: ref.price_precision for symbol, ref in refs.items()}
-    keyed = frame.with_columns(
-        pl.col("symbol").replace_strict(ids, return_dtype=pl.Int32).alias("instrument_id"),
-        pl.col("symbol").replace_strict(scales, return_dtype=pl.Int16).alias("price_scale"),
-        pl.col("timeframe")
-        .replace_strict({code: i for i, code in enumerate(TIMEFRAME_CODES)}, return_dtype=pl.Int16)
-        .alias("tf"),
+    conn.execute("create temp table bars_stage (like market.bars including defaults) on commit drop")
+    copy_bars(conn, sql.Identifier("bars_stage"), frame, refs, source=source)
+    columns = sql.SQL(", ").join(map(sql.Identifier, BAR_COLUMNS))
+    written = conn.execute(
+        sql.SQL(
+            """
+            insert into market.bars as b ({columns}) select {columns} from bars_stage
+            on conflict (instrument_id, timeframe, ts) do update
+                set open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
+                    volume = excluded.volume, is_adjusted = excluded.is_adjusted, source = excluded.source,
+                    ingested_at = now()
+                where (b.open, b.high, b.low, b.close, b.volume, b.is_adjusted, b.source)
+                      is distinct from (excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume,
+                                        excluded.is_adjusted, excluded.source)
+            """
+        ).format(columns=columns)
+    ).rowcount
+    _record_series(conn, frame, refs)
+    return MergeResult(rows_in=frame.height, rows_written=written)
+
+
+def _record_series(conn: psycopg.Connection[Any], frame: pl.DataFrame, refs: dict[str, InstrumentRef]) -> None:
+    """Widen market.bar_series (the index of stored series) to the batch's first and last bar of each series."""
+    series = frame.group_by("symbol", "timeframe").agg(
+        pl.col("ts").min().alias("first"), pl.col("ts").max().alias("last")
     )
-    max_volume = float(keyed["volume"].max() or 0.0)  # type: ignore[arg-type]
-    volume_scale = max(0, min(8, math.floor(math.log10(_MAX_SCALED / max(max_volume, 1.0)))))
-    price_scale = keyed["price_scale"]
-    payload = encode_rows(
-        [
-            ("instrument_id", "int4", keyed["instrument_id"].to_numpy()),
-            ("tf", "int2", keyed["tf"].to_numpy()),
-            ("ts", "timestamptz", keyed["ts"].dt.epoch("us").to_numpy()),
-            ("open", "int8", _scaled(keyed["open"], price_scale)),
-            ("high", "int8", _scaled(keyed["high"], price_scale)),
-            ("low", "int8", _scaled(keyed["low"], price_scale)),
-            ("close", "int8", _scaled(keyed["close"], price_scale)),
-            ("volume", "int8", _scaled(keyed["volume"], volume_scale)),
-            ("price_scale", "int2", price_scale.to_numpy()),
-            ("adjusted", "bool", keyed["adjusted"].cast(pl.Int8).to_numpy()),
-        ]
-    )
-    conn.execute(
-        """
-        create temp table bars_stage (
-            instrument_id int4, tf int2, ts timestamptz, open int8, high int8, low int8, close int8,
-            volume int8, price_scale int2, adjusted bool
-        ) on commit drop
-        """
-    )
-    with conn.cursor() as cur, cur.copy("copy bars_stage from stdin (format binary)") as copy:
-        copy.write(payload)
-    cur = conn.execute(
-        """
-        insert into market.bars as b (instrument_id, timeframe, ts, open, high, low, close, volume, is_adjusted,
-                                      source)
-        select s.instrument_id, (%(timeframes)s::text[])[s.tf + 1], s.ts,
-               s.open * p.unit, s.high * p.unit, s.low * p.unit, s.close * p.unit,
-               trim_scale(round(s.volume / %(volume_divisor)s::numeric, %(volume_scale)s)), s.adjusted, %(source)s
-        from bars_stage s
-        -- 1e-N as numeric has exactly N decimals, so the product is exact at the instrument's precision.
-        join (select g as scale, ('1e-' || g)::numeric as unit from generate_series(0, 8) g) p
-            on p.scale = s.price_scale
-        on conflict (instrument_id, timeframe, ts) do update
-            set open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
-                volume = excluded.volume, is_adjusted = excluded.is_adjusted, source = excluded.source,
-                ingested_at = now()
-            where (b.open, b.high, b.low, b.close, b.volume, b.is_adjusted, b.source)
-                  is distinct from (excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume,
-                                    excluded.is_adjusted, excluded.source)
-        """,
-        {
-            "timeframes": TIMEFRAME_CODES,
-            "volume_divisor": 10**volume_scale,
-            "volume_scale": volume_scale,
-            "source": source,
-        },
-    )
-    written = cur.rowcount
     conn.execute(
         """
         insert into market.bar_series (instrument_id, timeframe, first_ts, last_ts)
-        select instrument_id, (%s::text[])[tf + 1], min(ts), max(ts) from bars_stage group by 1, 2
+        select * from unnest(%s::int4[], %s::text[], %s::timestamptz[], %s::timestamptz[])
         on conflict (instrument_id, timeframe) do update
             set first_ts = least(market.bar_series.first_ts, excluded.first_ts),
                 last_ts = greatest(market.bar_series.last_ts, excluded.last_ts), updated_at = now()
         """,
-        [TIMEFRAME_CODES],
+        [
+            [refs[symbol].id for symbol in series["symbol"].to_list()],
+            series["timeframe"].to_list(),
+            series["first"].to_list(),
+            series["last"].to_list(),
+        ],
     )
-    return MergeResult(rows_in=frame.height, rows_written=written)
 
 
 # Reads of the API (async, pasar_app) ------------------------------------------------------------------------

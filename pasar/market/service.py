@@ -79,8 +79,8 @@ def sync_reference_data(conn: psycopg.Connection[Any]) -> dict[str, int]:
 
 
 def load_frame(conn: psycopg.Connection[Any], frame: pl.DataFrame, *, source: str) -> LoadReport:
-    """Load a canonical frame: unknown symbols become instruments with defaults, then one transaction merges
-    every row into market.bars."""
+    """Load a canonical frame: unknown symbols become instruments with defaults, then one transaction writes
+    every row into market.bars (copied when its range is new, merged otherwise)."""
     frame = conform(frame)
     if frame.is_empty():
         return LoadReport(source, 0, 0, [], None, None)
@@ -98,7 +98,7 @@ def load_frame(conn: psycopg.Connection[Any], frame: pl.DataFrame, *, source: st
     with conn.transaction():
         repository.ensure_bar_partitions(conn, start, end)
     with conn.transaction():
-        merged = repository.stage_and_merge(conn, frame, known, source=source)
+        merged = repository.write_bars(conn, frame, known, source=source)
     return LoadReport(source, merged.rows_in, merged.rows_written, symbols, start, end, unknown)
 
 

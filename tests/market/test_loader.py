@@ -7,19 +7,20 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import psycopg
 import pytest
 
 from pasar.db.urls import DatabaseUrls
-from pasar.market import service
-from pasar.market.copy_format import encode_rows
-from pasar.market.frames import Timeframe
+from pasar.market import repository, service
+from pasar.market.copy_format import BinaryColumn, encode_binary, fixed_width_text, trimmed_dscale
+from pasar.market.frames import BarFrameError, Timeframe, conform
 from pasar.market.sources.synthetic import SyntheticSource
 
 
@@ -58,26 +59,45 @@ def _checksum(conn: psycopg.Connection[Any], symbol: str) -> tuple[Any, ...]:
 
 
 def test_binary_copy_format_is_what_postgres_reads(etl: psycopg.Connection[Any]) -> None:
-    import numpy as np
-
-    payload = encode_rows(
+    assert trimmed_dscale(np.array([1500, 0, 123456789, -10]), 8).tolist() == [6, 0, 8, 7]
+    payload = encode_binary(
         [
-            ("a", "int4", np.array([1, -7], dtype=np.int32)),
-            ("b", "int8", np.array([2**40, 0], dtype=np.int64)),
-            ("c", "timestamptz", np.array([0, 1_767_225_600_000_000], dtype=np.int64)),
-            ("d", "bool", np.array([1, 0], dtype=np.int8)),
-            ("e", "int2", np.array([3, 4], dtype=np.int16)),
+            BinaryColumn("a", "int4", np.array([1, -7], dtype=np.int32)),
+            BinaryColumn("b", "int8", np.array([2**40, 0], dtype=np.int64)),
+            BinaryColumn("c", "timestamptz", np.array([0, 1_767_225_600_000_000], dtype=np.int64)),
+            BinaryColumn("d", "bool", np.array([1, 0], dtype=np.int8)),
+            BinaryColumn("e", "int2", np.array([3, 4], dtype=np.int16)),
+            BinaryColumn("f", "text", fixed_width_text(["1m", "1d"])),
+            BinaryColumn("g", "numeric", np.array([107219, -5], dtype=np.int64), np.array([5, 0]), np.array([5, 0])),
+            BinaryColumn(
+                "h",
+                "numeric",
+                np.array([9_223_372_036_854_775_807, 1500], dtype=np.int64),
+                np.array([0, 8]),
+                np.array([0, 6]),
+            ),
         ]
     )
     with etl.transaction(force_rollback=True):
-        etl.execute("create temp table copy_probe (a int4, b int8, c timestamptz, d bool, e int2)")
+        etl.execute(
+            "create temp table copy_probe (a int4, b int8, c timestamptz, d bool, e int2, f text, g numeric, h numeric)"
+        )
         with etl.cursor() as cur, cur.copy("copy copy_probe from stdin (format binary)") as copy:
             copy.write(payload)
-        rows = etl.execute("select a, b, c, d, e from copy_probe order by a").fetchall()
+        rows = etl.execute("select a, b, c, d, e, f, g::text, h::text from copy_probe order by a").fetchall()
     assert rows == [
-        (-7, 0, datetime(2026, 1, 1, tzinfo=UTC), False, 4),
-        (1, 2**40, datetime(1970, 1, 1, tzinfo=UTC), True, 3),
+        (-7, 0, datetime(2026, 1, 1, tzinfo=UTC), False, 4, "1d", "-5", "0.000015"),
+        (1, 2**40, datetime(1970, 1, 1, tzinfo=UTC), True, 3, "1m", "1.07219", "9223372036854775807"),
     ]
+
+
+def test_the_encoder_refuses_what_it_cannot_write() -> None:
+    with pytest.raises(ValueError, match="one length"):
+        fixed_width_text(["1m", "15m"])
+    with pytest.raises(ValueError, match=r"scales must be in 0\.\.8"):
+        encode_binary([BinaryColumn("x", "numeric", np.array([1]), 9, 9)])
+    with pytest.raises(ValueError, match="expected 2"):
+        encode_binary([BinaryColumn("x", "int4", np.array([1, 2])), BinaryColumn("y", "int4", np.array([1]))])
 
 
 def test_prices_are_stored_exactly_at_the_instrument_precision(etl: psycopg.Connection[Any]) -> None:
@@ -101,6 +121,98 @@ def test_reloading_gives_the_same_rows_and_writes_nothing(etl: psycopg.Connectio
     assert first.rows_in == again.rows_in > 0
     assert again.rows_written == 0
     assert _checksum(etl, first.symbols[0]) == before
+
+
+def _mixed_frame() -> pl.DataFrame:
+    """Two timeframes of different name lengths, prices at 0 and 5 decimals, fractional and huge volumes."""
+    start = datetime(2032, 1, 5, 2, tzinfo=UTC)
+    return pl.concat(
+        [
+            _frame(
+                "BBCA",
+                [(start + timedelta(minutes=i), 9000 + i, 9025 + i, 8975, 9000, 1e12 + i) for i in range(50)],
+                "1m",
+            ),
+            _frame(
+                "EURUSD",
+                [(start + timedelta(minutes=15 * i), 1.07219, 1.073, 1.0701, 1.07294, 0.125 * i) for i in range(9)],
+                "15m",
+            ),
+        ],
+        how="vertical_relaxed",
+    )
+
+
+def _stored(conn: psycopg.Connection[Any], start: datetime) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "select instrument_id, timeframe, ts, open::text, high::text, low::text, close::text, volume::text, "
+        "is_adjusted, source from market.bars where ts >= %s order by 1, 2, 3",
+        [start],
+    ).fetchall()
+
+
+def test_a_new_range_is_copied_and_stores_exactly_what_the_merge_stores(
+    etl: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frame = conform(_mixed_frame())
+    start: datetime = frame["ts"].min()  # type: ignore[assignment]
+    service.load_frame(etl, frame.head(1), source="t")  # the instruments and partitions, then rolled-back loads
+    etl.execute("delete from market.bars where ts >= %s", [start])
+    refs = repository.instrument_refs(etl, ["BBCA", "EURUSD"])
+    merges: list[int] = []
+    real_merge = repository.stage_and_merge
+
+    def counted_merge(*args: Any, **kwargs: Any) -> repository.MergeResult:
+        merges.append(1)
+        return real_merge(*args, **kwargs)
+
+    monkeypatch.setattr(repository, "stage_and_merge", counted_merge)
+    with etl.transaction(force_rollback=True):
+        copied = repository.write_bars(etl, frame, refs, source="t")
+        by_copy = _stored(etl, start)
+        series = etl.execute(
+            "select timeframe, first_ts, last_ts from market.bar_series where instrument_id = %s and timeframe = '15m'",
+            [refs["EURUSD"].id],
+        ).fetchone()
+    assert merges == [] and copied.rows_written == frame.height == len(by_copy) == 59
+    assert series == ("15m", start, start + timedelta(minutes=120))
+    with etl.transaction(force_rollback=True):
+        merged = repository.stage_and_merge(etl, frame, refs, source="t")
+        by_merge = _stored(etl, start)
+    assert merged.rows_written == frame.height
+    assert by_copy == by_merge
+    assert by_copy[0][3:8] == ("9000", "9025", "8975", "9000", "1000000000000")
+    assert by_copy[-1][3:8] == ("1.07219", "1.07300", "1.07010", "1.07294", "1")
+
+
+def test_a_load_racing_another_that_committed_first_merges_instead(
+    etl: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The range check saw no rows, but a concurrent load committed them before the COPY: the unique violation
+    rolls back to the savepoint and the batch is merged, writing nothing twice."""
+    frame = conform(_mixed_frame())
+    start: datetime = frame["ts"].min()  # type: ignore[assignment]
+    service.load_frame(etl, frame, source="t")
+    before = _stored(etl, start)
+    monkeypatch.setattr(repository, "_range_holds_bars", lambda *args: False)
+    again = service.load_frame(etl, frame, source="t")
+    assert again.rows_written == 0
+    changed = service.load_frame(etl, frame.with_columns(pl.col("volume") + 1), source="t")
+    assert changed.rows_written == frame.height
+    assert len(_stored(etl, start)) == len(before)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [(float("nan"), "NaN or infinite"), (float("inf"), "NaN or infinite"), (None, "missing values in columns: close")],
+)
+def test_bars_without_a_finite_price_are_refused_whole(etl: psycopg.Connection[Any], value: Any, message: str) -> None:
+    ts = datetime(2032, 2, 2, tzinfo=UTC)
+    frame = _frame("UNVR", [(ts, 2000, 2010, 1990, 2000, 10), (ts + timedelta(days=1), 2000, 2010, 1990, 2000, 10)])
+    frame = frame.with_columns(pl.when(pl.col("ts") > ts).then(value).otherwise(pl.col("close")).alias("close"))
+    with pytest.raises(BarFrameError, match=message):
+        service.load_frame(etl, frame, source="t")
+    assert etl.execute("select count(*) from market.bars where ts >= %s", [ts]).fetchone() == (0,)
 
 
 def test_a_changed_bar_is_updated_not_duplicated(etl: psycopg.Connection[Any]) -> None:
@@ -153,7 +265,7 @@ def test_a_killed_load_leaves_nothing_half_written(urls: DatabaseUrls, etl: psyc
             with conn.transaction():
                 repository.ensure_bar_partitions(conn, frame["ts"].min(), frame["ts"].max())
             with conn.transaction():
-                result = repository.stage_and_merge(conn, frame, refs, source="killed")
+                result = repository.write_bars(conn, frame, refs, source="killed")
                 print("merged", result.rows_written, flush=True)
                 time.sleep(120)
         """

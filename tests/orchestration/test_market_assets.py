@@ -195,15 +195,15 @@ def test_failed_load_leaves_the_previous_rows_intact(
     before = snapshot(etl, symbols, "1m", *wib_day(day))
     assert before[0] > 0
 
-    real_merge = repository.stage_and_merge
+    real_write = repository.write_bars
     merged: list[int] = []
 
     def merge_then_die(*args: Any, **kwargs: Any) -> repository.MergeResult:
-        result = real_merge(*args, **kwargs)
+        result = real_write(*args, **kwargs)
         merged.append(result.rows_written)
         raise dg.Failure("killed after the merge, before the commit", allow_retries=False)
 
-    monkeypatch.setattr(repository, "stage_and_merge", merge_then_die)
+    monkeypatch.setattr(repository, "write_bars", merge_then_die)
     failed = materialize(
         synthetic_bars,
         database,
