@@ -249,6 +249,21 @@ def api_command(host: str | None, port: int | None, workers: int) -> None:
 DEMO_TRAINING_SYMBOLS = ("BBCA", "BBRI", "BMRI", "TLKM", "ASII")
 
 
+def _demo_trading_summary(trading: dict[str, Any]) -> str:
+    """Which strategy placed the bot's orders, over every tenant (see :mod:`pasar.trading.bot`)."""
+    placed: dict[str, int] = {}
+    for report in trading["tenants"]:
+        for strategy, count in report["strategies"].items():
+            placed[strategy] = placed.get(strategy, 0) + count
+    models = {report["model"] for report in trading["tenants"]} - {None}
+    if not models:
+        return f"the bot traded on its rules for every tenant ({placed.get('rules', 0)} orders)"
+    return (
+        f"the bot traded on the signals of {', '.join(sorted(models))} ({placed.get('signal', 0)} orders) and on "
+        f"its rules where a symbol had no signal ({placed.get('rules', 0)} orders)"
+    )
+
+
 @main.command("demo")
 @click.option("--serve/--no-serve", default=True, help="Serve the API and the Dagster UI afterwards, or exit")
 @click.option("--host", default=None)
@@ -281,16 +296,23 @@ def demo(
         urls, lambda database: demo_setup.ensure_demo(settings, urls, database, host=host, port=port)
     )
     document["market"] = demo_setup.load_market_data(urls, synthetic_days=synthetic_days)
-    from pasar.trading.bot import run_demo_trading
-
-    document["trading"] = run_demo_trading(settings, urls, [entry["tenant_id"] for entry in document["tenants"]], 3)
+    scorer = None
     if train:
-        from pasar.analytics.dbt import run_dbt
         from pasar.signals.training import train_and_promote
+        from serving.predictor import Predictor  # the CLI composes the apps: pasar's domain code never imports serving
 
         model = train_and_promote(settings, urls, symbols=DEMO_TRAINING_SYMBOLS, timeframe="1m", trials=4)
         document["model"] = {key: model.get(key) for key in ("model_name", "version", "promoted", "family")}
-        document["dbt_build_ok"] = run_dbt(["build"], settings, timeout=900).returncode == 0
+        scorer = Predictor.from_settings(settings)
+        scorer.load()  # the champion just trained (or an earlier, better one): the bot trades on its signals
+    from pasar.trading.bot import run_demo_trading
+
+    tenant_ids = [entry["tenant_id"] for entry in document["tenants"]]
+    document["trading"] = run_demo_trading(settings, urls, tenant_ids, 3, scorer=scorer)
+    if train:
+        from pasar.analytics.dbt import run_dbt
+
+        document["dbt_build_ok"] = run_dbt(["build"], settings, timeout=900).returncode == 0  # marts see the trades
     document["dagster_url"] = f"http://{host}:{dagster_port}" if serve else None
     demo_setup.write_document(settings, document)
     lines = [
@@ -304,7 +326,7 @@ def demo(
     lines.append(f"  operator API key: {document['operator_api_key']}")
     market = document["market"]
     lines.append(f"  market data: {market['bars']} bars of {market['instruments']} instruments")
-    lines.append("  paper trading: a rule-based bot traded for both tenants (see /v1/portfolio, /v1/orders)")
+    lines.append(f"  paper trading: {_demo_trading_summary(document['trading'])} (see /v1/portfolio, /v1/orders)")
     if "model" in document:
         model = document["model"]
         lines.append(f"  signal model: {model['model_name']} v{model['version']} ({model['family']}), champion")
@@ -602,6 +624,28 @@ def tenant_analyst_login(tenant_name: str, as_json: bool) -> None:
         login.document(),
         f"analyst login {login.role_name} for tenant {login.tenant_slug} (read-only, schema analytics)\n"
         f"URL (shown once): {login.url}",
+    )
+
+
+@tenant.command("analyst-logout")
+@click.argument("tenant_name", metavar="TENANT")
+@click.option("--login", "role_name", default=None, help="Only this login (its role); default: every one of TENANT")
+@click.option("--json", "as_json", is_flag=True)
+@_fail_cleanly
+def tenant_analyst_logout(tenant_name: str, role_name: str | None, as_json: bool) -> None:
+    """Revoke TENANT's analyst logins (or only --login ROLE): each role is dropped and its open sessions are ended,
+    so it can no longer connect. Runs as the database owner."""
+    from pasar.analytics.logins import revoke_analyst_logins
+
+    urls = database_urls(get_settings())
+    migrate(urls)
+    with psycopg.connect(urls.owner) as conn:
+        revoked = revoke_analyst_logins(conn, tenant_name, role_name=role_name)
+    logins = ", ".join(revoked.role_names) or "no analyst login"
+    _emit(
+        as_json,
+        revoked.document(),
+        f"tenant {revoked.tenant_slug}: revoked {logins} ({revoked.sessions_ended} open session(s) ended)",
     )
 
 
