@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict
 from functools import wraps
@@ -251,17 +252,22 @@ DEMO_TRAINING_SYMBOLS = ("BBCA", "BBRI", "BMRI", "TLKM", "ASII")
 
 def _demo_trading_summary(trading: dict[str, Any]) -> str:
     """Which strategy placed the bot's orders, over every tenant (see :mod:`pasar.trading.bot`)."""
-    placed: dict[str, int] = {}
+    placed: Counter[str] = Counter()
+    signals: Counter[str] = Counter()
     for report in trading["tenants"]:
-        for strategy, count in report["strategies"].items():
-            placed[strategy] = placed.get(strategy, 0) + count
-    models = {report["model"] for report in trading["tenants"]} - {None}
+        placed.update(report["strategies"])
+        signals.update(report["signals"])
+    models = sorted({report["model"] for report in trading["tenants"]} - {None})
     if not models:
-        return f"the bot traded on its rules for every tenant ({placed.get('rules', 0)} orders)"
-    return (
-        f"the bot traded on the signals of {', '.join(sorted(models))} ({placed.get('signal', 0)} orders) and on "
-        f"its rules where a symbol had no signal ({placed.get('rules', 0)} orders)"
+        return f"the bot traded on its rules ({placed['rules']} orders)"
+    directions = ", ".join(f"{signals[direction]} {direction}" for direction in ("long", "flat", "short"))
+    summary = (
+        f"the bot traded on the signals of {', '.join(models)} ({signals.total()} signals: {directions}; "
+        f"{placed['signal']} orders)"
     )
+    if placed["rules"]:
+        summary += f", and on its rules where a symbol had no signal ({placed['rules']} orders)"
+    return summary
 
 
 @main.command("demo")

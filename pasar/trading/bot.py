@@ -187,6 +187,7 @@ class BotReport:
     deposited: int = 0
     rounds: int = 0
     orders: Counter[str] = field(default_factory=Counter)  # by status
+    signals: Counter[str] = field(default_factory=Counter)  # the signals answered, by direction
     strategies: Counter[str] = field(default_factory=Counter)  # orders by the strategy that placed them
     fallbacks: Counter[str] = field(default_factory=Counter)  # symbol rounds without a signal, by reason code
     rejections: Counter[str] = field(default_factory=Counter)  # by reason code
@@ -201,6 +202,7 @@ class BotReport:
             "deposited": self.deposited,
             "rounds": self.rounds,
             "orders": dict(self.orders),
+            "signals": dict(self.signals),
             "strategies": dict(self.strategies),
             "fallbacks": dict(self.fallbacks),
             "rejections": dict(self.rejections),
@@ -307,6 +309,7 @@ async def _trade_symbol(
         report.fallbacks[signal.code] += 1
     orders: list[tuple[Intent, str]]
     if isinstance(signal, Signal):
+        report.signals[signal.direction] += 1
         strategy = Strategy.signal
         step = follow_signal(signal.direction, closes[-1], held, lot_size=instrument.lot_size)
         orders = [] if step is None else [(step, f"{SIGNAL_PREFIX}{signal.signal_id}")]

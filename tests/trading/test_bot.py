@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg.rows import dict_row
 
+from pasar.cli import _demo_trading_summary
 from pasar.config import Settings
 from pasar.db.urls import DatabaseUrls
 from pasar.signals.models import Direction, Explanation, ModelStatus
@@ -122,7 +123,7 @@ def test_a_long_signal_buys_whole_lots_named_after_the_logged_signal(
 ) -> None:
     report = trade(bot_settings, urls, tenant_a, symbol, FakeScorer({symbol: 0.9}), rounds=2)
     assert report["model"] == "fake v7"
-    assert report["strategies"] == {"signal": 2} and report["fallbacks"] == {}
+    assert report["signals"] == {"long": 2} and report["strategies"] == {"signal": 2} and report["fallbacks"] == {}
     assert report["orders"] == {"filled": 2}
     assert held(client, tenant_a) == 2 * SIZE
     orders = get(client, tenant_a, "/v1/orders")["items"]
@@ -148,6 +149,7 @@ def test_a_short_signal_sells_the_holding_and_never_goes_short(
     trade(bot_settings, urls, tenant_a, symbol, FakeScorer({symbol: 0.8}), rounds=1)
     assert held(client, tenant_a) == SIZE
     report = trade(bot_settings, urls, tenant_a, symbol, FakeScorer({symbol: 0.1}), rounds=2)
+    assert report["signals"] == {"short": 2}
     assert report["strategies"] == {"signal": 1}  # the first round sells everything, the second has nothing to sell
     assert held(client, tenant_a) == 0
     sells = [order for order in get(client, tenant_a, "/v1/orders")["items"] if order["side"] == "sell"]
@@ -158,7 +160,8 @@ def test_a_flat_signal_holds(
     client: TestClient, bot_settings: Settings, urls: DatabaseUrls, tenant_a: Any, symbol: str, owner: Any
 ) -> None:
     report = trade(bot_settings, urls, tenant_a, symbol, FakeScorer({symbol: 0.5}), rounds=2)
-    assert report["strategies"] == {} and report["orders"] == {} and report["fallbacks"] == {}
+    assert report["signals"] == {"flat": 2} and report["fallbacks"] == {}
+    assert report["strategies"] == {} and report["orders"] == {}
     assert get(client, tenant_a, "/v1/orders")["items"] == []
     logged = owner.execute(
         "select count(*) as signals from ai.signals where tenant_id = %s and symbol = %s", [tenant_a.id, symbol]
@@ -183,7 +186,7 @@ def test_without_a_signal_the_rules_trade(
     reason: str,
 ) -> None:
     report = trade(bot_settings, urls, tenant_a, symbol, scorer(symbol), rounds=2)
-    assert report["fallbacks"] == {reason: 2}
+    assert report["fallbacks"] == {reason: 2} and report["signals"] == {}
     assert report["strategies"] == {"rules": 3}  # as the rule bot: two market buys and a resting limit sell
     orders = get(client, tenant_a, "/v1/orders")["items"]
     assert len(orders) == 3 and all(order["client_order_id"].startswith("bot-") for order in orders)
@@ -208,3 +211,13 @@ def test_a_tenants_bot_run_is_invisible_to_another(
     assert get(client, tenant_b, "/v1/orders")["items"] == []
     assert get(client, tenant_b, "/v1/positions")["items"] == []
     assert get(client, tenant_b, "/v1/cash/ledger")["items"] == []
+
+
+def test_the_demo_says_which_strategy_traded() -> None:
+    rules = {"model": None, "signals": {}, "strategies": {"rules": 4}}
+    assert _demo_trading_summary({"tenants": [rules, rules]}) == "the bot traded on its rules (8 orders)"
+    signal = {"model": "m v2", "signals": {"long": 3, "short": 1}, "strategies": {"signal": 2}}
+    assert _demo_trading_summary({"tenants": [signal, {**signal, "strategies": {"signal": 1, "rules": 2}}]}) == (
+        "the bot traded on the signals of m v2 (8 signals: 6 long, 0 flat, 2 short; 3 orders), "
+        "and on its rules where a symbol had no signal (2 orders)"
+    )
