@@ -29,7 +29,7 @@ IdempotencyKey = Annotated[
 ]
 
 
-def outbox(request: Request) -> trading.Outbox:
+async def outbox(request: Request) -> trading.Outbox:  # async: a plain def would hop to a worker thread
     """Events of this request; the tenant transaction publishes them to the stream once it has committed."""
     if getattr(request.state, "outbox", None) is None:
         request.state.outbox = trading.Outbox()

@@ -3,17 +3,21 @@ row to the tenant; the explicit tenant filters are defence in depth)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from psycopg import sql
 
 from pasar.db.pool import Conn
 from pasar.market.frames import Timeframe
+from pasar.market.repository import InstrumentRow
+from pasar.tenancy.models import TenantConfig
 from pasar.trading.ledger import Entry
 
 _TIMEFRAME_ORDER = [timeframe.value for timeframe in Timeframe]
@@ -46,12 +50,8 @@ def _update_account_sql(columns: tuple[str, ...]) -> str:
 @cache
 def _insert_order_sql(columns: tuple[str, ...]) -> str:
     return (
-        sql.SQL("insert into trading.orders ({}) values ({}) returning {}")
-        .format(
-            sql.SQL(", ").join(map(sql.Identifier, columns)),
-            sql.SQL(", ").join(map(sql.Placeholder, columns)),
-            _ORDER_SELECT,
-        )
+        sql.SQL("insert into trading.orders ({}) values ({})")
+        .format(sql.SQL(", ").join(map(sql.Identifier, columns)), sql.SQL(", ").join(map(sql.Placeholder, columns)))
         .as_string(None)
     )
 
@@ -94,16 +94,137 @@ _OPEN_ORDERS_SQL = (
 
 async def lock_account(conn: Conn, tenant_id: UUID) -> dict[str, Any]:
     """The tenant's account row, created on first use, locked until the transaction ends."""
-    cur = await conn.execute("select * from trading.accounts where tenant_id = %s for update", [tenant_id])
+    cur = await conn.execute(_LOCK_ACCOUNT_SQL, [tenant_id])
     row = await cur.fetchone()
     if row is None:  # the first use: one round trip less on every later one
         await conn.execute(
             "insert into trading.accounts (tenant_id) values (%s) on conflict (tenant_id) do nothing", [tenant_id]
         )
-        cur = await conn.execute("select * from trading.accounts where tenant_id = %s for update", [tenant_id])
+        cur = await conn.execute(_LOCK_ACCOUNT_SQL, [tenant_id])
         row = await cur.fetchone()
     assert row is not None
     return row
+
+
+# The book an order is decided against -------------------------------------------------------------------------
+
+_INSTRUMENT_FIELDS = tuple(field.name for field in fields(InstrumentRow))
+_LOCK_ACCOUNT_SQL = "select * from trading.accounts where tenant_id = %s for update"
+_CLAIM_KEY_SQL = (
+    "insert into trading.idempotency_keys (tenant_id, scope, key, request_hash) values (%s, %s, %s, %s) "
+    "on conflict (tenant_id, scope, key) do nothing"
+)
+# Everything but the bars, in one statement: the instrument, the tenant's config, positions, the finest bar series
+# of the holdings and of the instrument, and the risk counters. It must be a statement of its own after the
+# account lock: a statement sees what was committed when it began, so this one sees the tenant's previous order.
+_BOOK_SQL = (
+    sql.SQL(
+        """
+        select now() as now, t.config::text as config, {instrument},
+               p.position_ids, p.position_quantities, p.position_avg_costs, p.position_realized,
+               s.series_ids, s.series_timeframes, s.series_last_ts,
+               (select coalesce(sum(o.reserved_cash), 0) from trading.orders o
+                where o.tenant_id = t.id and o.status in ('accepted', 'partially_filled')) as reserved,
+               (select count(*) from trading.orders o where o.tenant_id = t.id and o.created_at >= %(since)s) as recent
+        from tenancy.tenants t
+        left join market.instruments i on i.symbol = %(symbol)s
+        cross join lateral (
+            select array_agg(instrument_id) as position_ids, array_agg(quantity) as position_quantities,
+                   array_agg(avg_cost) as position_avg_costs, array_agg(realized_pnl) as position_realized
+            from trading.positions where tenant_id = t.id
+        ) p
+        cross join lateral (
+            select array_agg(instrument_id) as series_ids, array_agg(timeframe) as series_timeframes,
+                   array_agg(last_ts) as series_last_ts
+            from (
+                select distinct on (instrument_id) instrument_id, timeframe, last_ts from market.bar_series
+                where instrument_id = any(array(select instrument_id from trading.positions
+                                                where tenant_id = t.id and quantity <> 0) || i.id)
+                order by instrument_id, array_position(%(timeframes)s::text[], timeframe)
+            ) finest
+        ) s
+        where t.id = %(tenant_id)s
+        """
+    )
+    .format(
+        instrument=sql.SQL(", ").join(
+            sql.SQL("i.{} as {}").format(sql.Identifier(name), sql.Identifier("instrument_" + name))
+            for name in _INSTRUMENT_FIELDS
+        )
+    )
+    .as_string(None)
+)
+
+
+@dataclass(frozen=True)
+class BookRows:
+    """What :func:`open_book` read, the account row locked. ``claimed`` is None when no key was to be claimed."""
+
+    account: dict[str, Any]
+    claimed: bool | None
+    now: datetime  # the transaction's timestamp: what now() and the columns defaulting to it hold
+    config: TenantConfig
+    instrument: InstrumentRow | None
+    positions: dict[int, dict[str, Any]]  # by instrument id
+    bars: dict[int, dict[str, Any]]  # the latest bar of each holding and of the instrument
+    reserved: int  # cash reserved by open orders
+    recent: int  # orders created since ``since``
+
+
+@lru_cache(maxsize=256)
+def _tenant_config(document: str) -> TenantConfig:
+    """Parsed once per distinct config (it is frozen); the text is still read with every order."""
+    return TenantConfig.model_validate(json.loads(document))
+
+
+async def open_book(
+    conn: Conn, tenant_id: UUID, *, symbol: str | None, since: datetime, claim: tuple[str, str, str] | None = None
+) -> BookRows:
+    """Claim the idempotency key ``claim`` (scope, key, request hash) if given, lock the tenant's account (created on
+    first use) and read the book: three statements in one round trip, then the bars in one more."""
+    async with conn.pipeline():
+        claim_cur = await conn.execute(_CLAIM_KEY_SQL, [tenant_id, *claim]) if claim is not None else None
+        account_cur = await conn.execute(_LOCK_ACCOUNT_SQL, [tenant_id])
+        book_cur = await conn.execute(
+            _BOOK_SQL, {"tenant_id": tenant_id, "symbol": symbol, "since": since, "timeframes": _TIMEFRAME_ORDER}
+        )
+    claimed = None if claim_cur is None else claim_cur.rowcount == 1
+    account = await account_cur.fetchone()
+    if account is None:  # the first order of the tenant: create the account, then read the book again
+        await lock_account(conn, tenant_id)
+        return replace(await open_book(conn, tenant_id, symbol=symbol, since=since), claimed=claimed)
+    row = await book_cur.fetchone()
+    assert row is not None
+    instrument = (
+        None
+        if row["instrument_id"] is None
+        else InstrumentRow(**{name: row["instrument_" + name] for name in _INSTRUMENT_FIELDS})
+    )
+    positions = {
+        instrument_id: {"instrument_id": instrument_id, "quantity": quantity, "avg_cost": avg_cost,
+                        "realized_pnl": realized}
+        for instrument_id, quantity, avg_cost, realized in zip(
+            row["position_ids"] or (), row["position_quantities"] or (), row["position_avg_costs"] or (),
+            row["position_realized"] or (), strict=True,
+        )
+    }  # fmt: skip
+    series = [
+        {"instrument_id": instrument_id, "timeframe": timeframe, "last_ts": last_ts}
+        for instrument_id, timeframe, last_ts in zip(
+            row["series_ids"] or (), row["series_timeframes"] or (), row["series_last_ts"] or (), strict=True
+        )
+    ]
+    return BookRows(
+        account=account,
+        claimed=claimed,
+        now=row["now"],
+        config=_tenant_config(row["config"]),
+        instrument=instrument,
+        positions=positions,
+        bars=await _bars_of(conn, series),
+        reserved=int(row["reserved"]),
+        recent=int(row["recent"]),
+    )
 
 
 async def get_account(conn: Conn, tenant_id: UUID) -> dict[str, Any] | None:
@@ -142,7 +263,11 @@ _BAR_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 async def latest_bars(conn: Conn, instrument_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """The newest bar (timeframe, ts, open, high, low, close, volume) of each instrument's finest stored timeframe:
     the paper venue's latest prices. Two round trips whatever the number of instruments."""
-    series = await _finest_series(conn, instrument_ids)
+    return await _bars_of(conn, await _finest_series(conn, instrument_ids))
+
+
+async def _bars_of(conn: Conn, series: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """The bar at ``last_ts`` of each series (instrument_id, timeframe, last_ts), by instrument id."""
     if not series:
         return {}
     cur = await conn.execute(
@@ -200,12 +325,9 @@ async def bars_after(
 # Orders -----------------------------------------------------------------------------------------------------
 
 
-async def insert_order(conn: Conn, order: dict[str, Any]) -> dict[str, Any]:
-    columns = tuple(column for column in _ORDER_COLUMNS if column in order)
-    cur = await conn.execute(_insert_order_sql(columns), order)
-    row = await cur.fetchone()
-    assert row is not None
-    return row
+async def insert_order(conn: Conn, order: dict[str, Any]) -> None:
+    """Fetches nothing, so that it queues in a pipeline with the writes that follow it."""
+    await conn.execute(_insert_order_sql(tuple(column for column in _ORDER_COLUMNS if column in order)), order)
 
 
 async def update_order(conn: Conn, tenant_id: UUID, order_id: UUID, changes: dict[str, Any]) -> dict[str, Any]:
@@ -273,7 +395,8 @@ async def orders_since(conn: Conn, tenant_id: UUID, since: datetime) -> int:
 
 
 async def insert_fill(conn: Conn, fill: dict[str, Any]) -> bool:
-    """False when this execution id was recorded already (fills are idempotent by execution id)."""
+    """False when this execution id was recorded already (fills are idempotent by execution id). In a pipeline
+    the answer is not known yet (False): only a new order's fill, which cannot exist yet, is written there."""
     cur = await conn.execute(
         """
         insert into trading.fills (tenant_id, order_id, execution_id, instrument_id, side, quantity, price, value,
@@ -341,31 +464,30 @@ async def list_positions(conn: Conn, tenant_id: UUID) -> list[dict[str, Any]]:
 
 
 async def insert_entry(conn: Conn, tenant_id: UUID, entry: Entry, *, reference: str | None) -> UUID:
-    """The entry and its lines in one statement (the balance check runs at commit)."""
-    cur = await conn.execute(
+    """The entry and its lines in one statement (the balance check runs at commit). Its id is made here, so nothing
+    is fetched and the statement queues in a pipeline."""
+    entry_id = uuid4()
+    await conn.execute(
         """
         with entry as (
-            insert into trading.ledger_entries (tenant_id, kind, reference) values (%(tenant)s, %(kind)s, %(ref)s)
+            insert into trading.ledger_entries (tenant_id, id, kind, reference)
+            values (%(tenant)s, %(id)s, %(kind)s, %(ref)s)
             returning id
-        ), lines as (
-            insert into trading.ledger_lines (tenant_id, entry_id, line_no, account, amount)
-            select %(tenant)s, entry.id, line.line_no - 1, line.account, line.amount
-            from entry,
-                 unnest(%(accounts)s::text[], %(amounts)s::bigint[]) with ordinality as line(account, amount, line_no)
         )
-        select id from entry
+        insert into trading.ledger_lines (tenant_id, entry_id, line_no, account, amount)
+        select %(tenant)s, entry.id, line.line_no - 1, line.account, line.amount
+        from entry,
+             unnest(%(accounts)s::text[], %(amounts)s::bigint[]) with ordinality as line(account, amount, line_no)
         """,
         {
             "tenant": tenant_id,
+            "id": entry_id,
             "kind": entry.kind,
             "ref": reference,
             "accounts": [line.account.value for line in entry.lines],
             "amounts": [line.amount for line in entry.lines],
         },
     )
-    row = await cur.fetchone()
-    assert row is not None
-    entry_id: UUID = row["id"]
     return entry_id
 
 
@@ -495,11 +617,7 @@ async def equity_history(conn: Conn, tenant_id: UUID, *, timezone: str, days: in
 async def claim_idempotency_key(conn: Conn, tenant_id: UUID, scope: str, key: str, request_hash: str) -> bool:
     """True when this transaction owns the key. A concurrent holder makes this wait until it commits (then the
     stored answer is read) or rolls back (then this one owns the key): duplicates execute once."""
-    cur = await conn.execute(
-        "insert into trading.idempotency_keys (tenant_id, scope, key, request_hash) values (%s, %s, %s, %s) "
-        "on conflict (tenant_id, scope, key) do nothing",
-        [tenant_id, scope, key, request_hash],
-    )
+    cur = await conn.execute(_CLAIM_KEY_SQL, [tenant_id, scope, key, request_hash])
     return cur.rowcount == 1
 
 

@@ -26,12 +26,11 @@ from pasar.errors import Conflict, InvalidInput, NotFound
 from pasar.market import exchange
 from pasar.market import repository as market
 from pasar.market.frames import Timeframe
-from pasar.tenancy import repository as tenancy
 from pasar.tenancy.models import Principal, TenantConfig
 from pasar.trading import ledger
 from pasar.trading import repository as repo
-from pasar.trading.fees import FeeModel, SlippageModel, trade_value
-from pasar.trading.matching import BarView, MatchParams, OpenOrder, match
+from pasar.trading.fees import Costs, FeeModel, SlippageModel, trade_value
+from pasar.trading.matching import BarView, Match, MatchParams, OpenOrder, match
 from pasar.trading.models import (
     CLOSED_STATUSES,
     InstrumentInfo,
@@ -45,7 +44,7 @@ from pasar.trading.models import (
     TradingState,
     rupiah,
 )
-from pasar.trading.positions import Position, fill_effect, market_value, unrealized_pnl
+from pasar.trading.positions import FillEffect, Position, fill_effect, market_value, unrealized_pnl
 from pasar.trading.risk import RiskContext, RiskDecision, RiskLimits, check_order
 from pasar.trading.state_machine import IllegalTransition, transition
 
@@ -141,14 +140,23 @@ class _Book:
     account: dict[str, Any]
     config: TenantConfig
     today: date
+    now: datetime  # the transaction's timestamp (what the rows' created_at and updated_at hold)
     equity: int
     gross_exposure: int
+    reserved: int  # cash reserved by the open orders when the book was read
+    recent_orders: int  # orders created in the minute before the book was read
+    instrument: market.InstrumentRow | None  # the instrument the order is about, if any
     positions: dict[int, dict[str, Any]] = field(default_factory=dict)  # by instrument id, kept current by fills
     bars: dict[int, dict[str, Any]] = field(default_factory=dict)  # the latest bars of the holdings (and the order's)
 
     def quantity(self, instrument_id: int) -> Decimal:
         position = self.positions.get(instrument_id)
         return Decimal(0) if position is None else Decimal(position["quantity"])
+
+    @property
+    def bar(self) -> dict[str, Any] | None:
+        """The latest bar of the order's instrument."""
+        return None if self.instrument is None else self.bars.get(self.instrument.id)
 
     @property
     def trading_state(self) -> TradingState:
@@ -165,18 +173,23 @@ async def _positions(conn: Conn, tenant_id: UUID) -> tuple[list[dict[str, Any]],
     return positions, marks
 
 
-async def _open_book(conn: Conn, principal: Principal, *, instrument_id: int | None = None) -> _Book:
-    """Lock the account and gather the book: positions marked at the latest bars (and the latest bar of
-    ``instrument_id``, the instrument an order is about, fetched with them)."""
+async def _open_book(
+    conn: Conn, principal: Principal, *, symbol: str | None = None, claim: tuple[str, str] | None = None
+) -> tuple[_Book, bool | None]:
+    """Claim the Idempotency-Key ``claim`` (key, request hash) if given, lock the account and gather the book:
+    positions marked at the latest bars, the risk counters, and the instrument ``symbol`` with its latest bar.
+    Returns the book and whether the key was claimed (None: no key)."""
     assert principal.tenant_id is not None
     tenant_id = principal.tenant_id
-    account = await repo.lock_account(conn, tenant_id)
-    tenant = await tenancy.get_tenant(conn, tenant_id)
-    assert tenant is not None
-    positions = {p["instrument_id"]: p for p in await repo.list_positions(conn, tenant_id)}
+    rows = await repo.open_book(
+        conn,
+        tenant_id,
+        symbol=symbol,
+        since=datetime.now(UTC) - timedelta(minutes=1),
+        claim=None if claim is None else (ORDERS_SCOPE, *claim),
+    )
+    account, positions, bars = rows.account, rows.positions, rows.bars
     held = [p for p in positions.values() if p["quantity"] != 0]  # a flat position is worth 0
-    wanted = {p["instrument_id"] for p in held} | ({instrument_id} if instrument_id is not None else set())
-    bars = await repo.latest_bars(conn, sorted(wanted)) if wanted else {}
     values = [
         market_value(Position(p["quantity"], p["avg_cost"]), bars[p["instrument_id"]]["close"])
         for p in held
@@ -184,17 +197,29 @@ async def _open_book(conn: Conn, principal: Principal, *, instrument_id: int | N
     ]
     equity = account["cash"] + sum(values)
     today = datetime.now(VENUE_TIMEZONE).date()
-    if account["day"] != today:  # a new trading day: its P&L is measured from here
+    if account["day"] != today and rows.claimed is not False:  # a new trading day: its P&L is measured from here
         await repo.update_account(conn, tenant_id, {"day": today, "day_start_equity": equity})
         account = {**account, "day": today, "day_start_equity": equity}
-    return _Book(tenant_id, account, tenant.config, today, equity, sum(abs(v) for v in values), positions, bars)
+    book = _Book(
+        tenant_id,
+        account,
+        rows.config,
+        today,
+        rows.now,
+        equity,
+        sum(abs(v) for v in values),
+        rows.reserved,
+        rows.recent,
+        rows.instrument,
+        positions,
+        bars,
+    )
+    return book, rows.claimed
 
 
-async def _risk_context(
-    conn: Conn, book: _Book, instrument: market.InstrumentRow | None, bar: dict[str, Any] | None, *, exclude: int = 0
-) -> RiskContext:
+def _risk_context(book: _Book, *, exclude: int = 0) -> RiskContext:
+    instrument, bar = book.instrument, book.bar
     now = datetime.now(UTC)
-    reserved, recent = await repo.risk_counters(conn, book.tenant_id, now - timedelta(minutes=1))
     market_clock = book.config.trading.venue_clock == "market"
     session_open = True
     if instrument is not None and not market_clock:
@@ -209,8 +234,8 @@ async def _risk_context(
         now=_bar_end(bar) if (market_clock and bar is not None) else now,
         position_quantity=Decimal(0) if instrument is None else book.quantity(instrument.id),
         gross_exposure=book.gross_exposure,
-        cash_available=book.account["cash"] - (reserved - exclude),
-        orders_last_minute=recent,
+        cash_available=book.account["cash"] - (book.reserved - exclude),
+        orders_last_minute=book.recent_orders,
         day_pnl=book.equity - book.account["day_start_equity"],
         day_start_equity=book.account["day_start_equity"],
         trading_state=book.trading_state,
@@ -250,59 +275,88 @@ async def place_order(
 ) -> tuple[int, str]:
     """(HTTP status, rendered order document). A denied order is stored as rejected with its reason and
     answered 201 like any created order; the same Idempotency-Key and body replay the stored answer, byte for
-    byte; another body is a 409."""
+    byte; another body is a 409.
+
+    The order is decided and matched in memory, then written once in its final state with its fill, position,
+    ledger entry and audit events, all in one round trip (a pipeline)."""
     assert principal.tenant_id is not None
     tenant_id = principal.tenant_id
-    if idempotency_key is not None:
-        request_hash = _request_hash(request)
-        if not await repo.claim_idempotency_key(conn, tenant_id, ORDERS_SCOPE, idempotency_key, request_hash):
-            stored = await repo.get_idempotency_key(conn, tenant_id, ORDERS_SCOPE, idempotency_key)
-            assert stored is not None
-            if stored["request_hash"] != request_hash:
-                raise Conflict("this Idempotency-Key was used with another request body", code="idempotency_mismatch")
-            return int(stored["response_status"]), str(stored["response_body"])
-    instrument = await market.get_instrument(conn, request.symbol.upper())
-    book = await _open_book(conn, principal, instrument_id=None if instrument is None else instrument.id)
-    bar = book.bars.get(instrument.id) if instrument else None
-    context = await _risk_context(conn, book, instrument, bar)
+    request_hash = None if idempotency_key is None else _request_hash(request)
+    claim = None if idempotency_key is None or request_hash is None else (idempotency_key, request_hash)
+    book, claimed = await _open_book(conn, principal, symbol=request.symbol.upper(), claim=claim)
+    if claimed is False:
+        assert idempotency_key is not None
+        stored = await repo.get_idempotency_key(conn, tenant_id, ORDERS_SCOPE, idempotency_key)
+        assert stored is not None
+        if stored["request_hash"] != request_hash:
+            raise Conflict("this Idempotency-Key was used with another request body", code="idempotency_mismatch")
+        return int(stored["response_status"]), str(stored["response_body"])
+    instrument, bar = book.instrument, book.bar
+    context = _risk_context(book)
     decision = _venue_cash_check(
         request, check_order(request, context, _limits(book.config), FEES), context, book.config
     )
-    if decision.reason is RiskReason.daily_loss_limit and book.account["loss_limited_on"] != book.today:
-        await repo.update_account(conn, tenant_id, {"loss_limited_on": book.today})
-        await audit.record(
-            conn,
-            principal,
-            action="risk.daily_loss_limit",
-            target_type="account",
-            target_id=tenant_id,
-            details={"day_pnl": context.day_pnl, "day_start_equity": context.day_start_equity},
-        )
-    order = await _insert_order(conn, principal, request, instrument, decision)
+    order = _new_order(principal, request, book, decision)
+    fill: _FillPlan | None = None
+    ioc_remainder_of: str | None = None  # the status an immediate-or-cancel order's remainder is cancelled from
     if decision.accepted and instrument is not None and bar is not None:
-        order = await _match_order(conn, principal, book, order, instrument, [bar], outbox, immediate=True)
+        order, fill = _match_new_order(book, order, instrument, bar)
         if order["status"] not in CLOSED_STATUSES and order["time_in_force"] == TimeInForce.ioc:
-            order = await _close_order(conn, principal, order, OrderEvent.cancel, "immediate-or-cancel remainder")
-    outbox.add("order", order_document(order))
-    body = render(order_document(order))
+            ioc_remainder_of = order["status"]
+            order = {**order, "status": _closing(order, OrderEvent.cancel).value, "reserved_cash": 0}
+    try:
+        async with conn.pipeline():
+            if decision.reason is RiskReason.daily_loss_limit and book.account["loss_limited_on"] != book.today:
+                await repo.update_account(conn, tenant_id, {"loss_limited_on": book.today})
+                await audit.record(
+                    conn,
+                    principal,
+                    action="risk.daily_loss_limit",
+                    target_type="account",
+                    target_id=tenant_id,
+                    details={"day_pnl": context.day_pnl, "day_start_equity": context.day_start_equity},
+                )
+            await repo.insert_order(conn, order)
+            status = OrderStatus.accepted if decision.accepted else OrderStatus.rejected
+            await _audit_transition(
+                conn,
+                principal,
+                order["id"],
+                OrderStatus.new.value,
+                status.value,
+                {"reason": order["reject_reason"], "message": decision.message, "symbol": order["symbol"],
+                 "side": order["side"], "quantity": str(request.quantity)},
+            )  # fmt: skip
+            if fill is not None:
+                assert instrument is not None
+                await repo.insert_fill(conn, fill.row)  # a new order's first fill: never recorded before
+                await _book_fill(conn, principal, book, instrument, fill, outbox)
+            if ioc_remainder_of is not None:
+                await _audit_transition(
+                    conn, principal, order["id"], ioc_remainder_of, order["status"],
+                    {"reason": "immediate-or-cancel remainder"},
+                )  # fmt: skip
+            stored = await repo.get_order(conn, tenant_id, order["id"])
+    except psycopg.errors.UniqueViolation as exc:  # a duplicate client_order_id is the caller's mistake
+        raise Conflict(f"client_order_id {order['client_order_id']!r} exists already", code="duplicate_order") from exc
+    assert stored is not None
+    document = order_document(stored)
+    outbox.add("order", document)
+    body = render(document)
     if idempotency_key is not None:
         await repo.store_idempotent_response(conn, tenant_id, ORDERS_SCOPE, idempotency_key, 201, body)
     return 201, body
 
 
-async def _insert_order(
-    conn: Conn,
-    principal: Principal,
-    request: OrderRequest,
-    instrument: market.InstrumentRow | None,
-    decision: RiskDecision,
-) -> dict[str, Any]:
+def _new_order(principal: Principal, request: OrderRequest, book: _Book, decision: RiskDecision) -> dict[str, Any]:
+    """The row of a new order as the risk engine decided it (written once it is matched)."""
     status = transition(OrderStatus.new, OrderEvent.accept if decision.accepted else OrderEvent.reject)
-    row = {
+    return {
         "tenant_id": principal.tenant_id,
+        "id": uuid4(),
         "client_order_id": request.client_order_id or uuid4().hex,
         "user_id": principal.subject_id,
-        "instrument_id": None if instrument is None else instrument.id,
+        "instrument_id": None if book.instrument is None else book.instrument.id,
         "symbol": request.symbol.upper(),
         "side": request.side.value,
         "type": request.type.value,
@@ -311,53 +365,66 @@ async def _insert_order(
         "limit_price": request.limit_price,
         "stop_price": request.stop_price,
         "status": status.value,
+        "filled_quantity": Decimal(0),
+        "average_price": None,
         "reserved_cash": decision.reserve_cash if decision.accepted else 0,
+        "stop_triggered": False,
+        "matched_until": None,
         "reject_reason": None if decision.reason is None else decision.reason.value,
         "reject_message": None if decision.accepted else decision.message,
+        "created_at": book.now,
+        "updated_at": book.now,
     }
+
+
+def _match_new_order(
+    book: _Book, order: dict[str, Any], instrument: market.InstrumentRow, bar: dict[str, Any]
+) -> tuple[dict[str, Any], _FillPlan | None]:
+    """A new order against the latest bar: the order as it then stands, and its fill if any."""
+    result = _match_bar(book, order, instrument, bar)
+    order = {**order, "matched_until": bar["ts"]}
+    if result is not None and result.triggered:
+        order["stop_triggered"] = True
+    if result is None or result.quantity <= 0:
+        return order, None
+    quantity = result.quantity
+    if _exceeds_reservation(order, quantity, result.price):
+        quantity = _affordable_quantity(book, instrument, quantity, result.price, book.reserved)
+        if quantity <= 0:
+            return order, None
+    fill = _plan_fill(book, order, instrument, quantity, result.price, bar)
+    return {**order, **fill.order_changes}, fill
+
+
+def _closing(order: dict[str, Any], event: OrderEvent) -> OrderStatus:
     try:
-        async with conn.transaction():  # a savepoint: a duplicate client_order_id is the caller's mistake
-            order = await repo.insert_order(conn, row)
-    except psycopg.errors.UniqueViolation as exc:
-        raise Conflict(f"client_order_id {row['client_order_id']!r} exists already", code="duplicate_order") from exc
+        return transition(OrderStatus(order["status"]), event)
+    except IllegalTransition as exc:
+        raise Conflict(f"the order is {order['status']}: it cannot be {event.value}ed", code="order_closed") from exc
+
+
+async def _audit_transition(
+    conn: Conn, principal: Principal, order_id: UUID, was: str, now: str, details: dict[str, Any]
+) -> None:
     await audit.record(
         conn,
         principal,
-        action=f"order.{status.value}",
+        action=f"order.{now}",
         target_type="order",
-        target_id=order["id"],
-        details={
-            "from": OrderStatus.new.value,
-            "to": status.value,
-            "reason": row["reject_reason"],
-            "message": decision.message,
-            "symbol": row["symbol"],
-            "side": row["side"],
-            "quantity": str(request.quantity),
-        },
+        target_id=order_id,
+        details={"from": was, "to": now, **details},
     )
-    return order
 
 
 async def _close_order(
     conn: Conn, principal: Principal, order: dict[str, Any], event: OrderEvent, why: str
 ) -> dict[str, Any]:
-    try:
-        status = transition(OrderStatus(order["status"]), event)
-    except IllegalTransition as exc:
-        raise Conflict(f"the order is {order['status']}: it cannot be {event.value}ed", code="order_closed") from exc
+    status = _closing(order, event)
     assert principal.tenant_id is not None
     updated = await repo.update_order(
         conn, principal.tenant_id, order["id"], {"status": status.value, "reserved_cash": 0}
     )
-    await audit.record(
-        conn,
-        principal,
-        action=f"order.{status.value}",
-        target_type="order",
-        target_id=order["id"],
-        details={"from": order["status"], "to": status.value, "reason": why},
-    )
+    await _audit_transition(conn, principal, order["id"], order["status"], status.value, {"reason": why})
     return updated
 
 
@@ -414,10 +481,12 @@ async def amend_order(
 ) -> dict[str, Any]:
     """A new quantity or price passes the risk engine like a new order; a denied amendment changes nothing."""
     assert principal.tenant_id is not None
-    book = await _open_book(conn, principal)
-    order = await repo.get_order(conn, principal.tenant_id, order_id, lock=True)
-    if order is None:
+    unlocked = await repo.get_order(conn, principal.tenant_id, order_id)
+    if unlocked is None:
         raise NotFound("order not found")
+    book, _ = await _open_book(conn, principal, symbol=unlocked["symbol"])  # the account lock, then the order's
+    order = await repo.get_order(conn, principal.tenant_id, order_id, lock=True)
+    assert order is not None
     try:
         transition(OrderStatus(order["status"]), OrderEvent.amend)
     except IllegalTransition as exc:
@@ -439,9 +508,7 @@ async def amend_order(
         time_in_force=TimeInForce(order["time_in_force"]),
         client_order_id=order["client_order_id"],
     )
-    instrument = await market.get_instrument(conn, order["symbol"])
-    bar = await repo.latest_bar(conn, instrument.id) if instrument else None
-    context = await _risk_context(conn, book, instrument, bar, exclude=order["reserved_cash"])
+    context = _risk_context(book, exclude=order["reserved_cash"])
     decision = _venue_cash_check(
         remaining, check_order(remaining, context, _limits(book.config), FEES), context, book.config
     )
@@ -486,6 +553,32 @@ async def amend_order(
 # The paper venue --------------------------------------------------------------------------------------------
 
 
+def _match_bar(
+    book: _Book, order: dict[str, Any], instrument: market.InstrumentRow, bar: dict[str, Any]
+) -> Match | None:
+    """The paper venue's answer for an open order on one bar (pure)."""
+    trading = book.config.trading
+    return match(
+        OpenOrder(
+            side=Side(order["side"]),
+            type=OrderType(order["type"]),
+            remaining=order["quantity"] - order["filled_quantity"],
+            limit_price=order["limit_price"],
+            stop_price=order["stop_price"],
+            triggered=order["stop_triggered"],
+        ),
+        BarView(
+            ts=bar["ts"], open=bar["open"], high=bar["high"], low=bar["low"], close=bar["close"], volume=bar["volume"]
+        ),
+        MatchParams(
+            participation=trading.participation,
+            lot_size=instrument.lot_size,
+            tick_rule=instrument.tick_rule,
+            slippage=SlippageModel(bps=trading.slippage_bps),
+        ),
+    )
+
+
 async def _match_order(
     conn: Conn,
     principal: Principal,
@@ -494,48 +587,16 @@ async def _match_order(
     instrument: market.InstrumentRow,
     bars: list[dict[str, Any]],
     outbox: Outbox,
-    *,
-    immediate: bool = False,
 ) -> dict[str, Any]:
-    """Match an open order against bars, oldest first: fills, expiry of day orders, the bars it has seen."""
+    """Match a resting order against bars, oldest first: fills, expiry of day orders, the bars it has seen."""
     assert principal.tenant_id is not None
-    trading = book.config.trading
-    params = MatchParams(
-        participation=trading.participation,
-        lot_size=instrument.lot_size,
-        tick_rule=instrument.tick_rule,
-        slippage=SlippageModel(bps=trading.slippage_bps),
-    )
     local_day = (order["matched_until"] or bars[0]["ts"]).astimezone(VENUE_TIMEZONE).date()
     for bar in bars:
         if OrderStatus(order["status"]) in CLOSED_STATUSES:
             break
-        if (
-            not immediate
-            and order["time_in_force"] == TimeInForce.day
-            and (bar["ts"].astimezone(VENUE_TIMEZONE).date() > local_day)
-        ):
+        if order["time_in_force"] == TimeInForce.day and (bar["ts"].astimezone(VENUE_TIMEZONE).date() > local_day):
             return await _close_order(conn, principal, order, OrderEvent.expire, "day order: the session ended")
-        remaining = order["quantity"] - order["filled_quantity"]
-        result = match(
-            OpenOrder(
-                side=Side(order["side"]),
-                type=OrderType(order["type"]),
-                remaining=remaining,
-                limit_price=order["limit_price"],
-                stop_price=order["stop_price"],
-                triggered=order["stop_triggered"],
-            ),
-            BarView(
-                ts=bar["ts"],
-                open=bar["open"],
-                high=bar["high"],
-                low=bar["low"],
-                close=bar["close"],
-                volume=bar["volume"],
-            ),
-            params,
-        )
+        result = _match_bar(book, order, instrument, bar)
         changes: dict[str, Any] = {"matched_until": bar["ts"]}
         if result is not None and result.triggered and not order["stop_triggered"]:
             changes["stop_triggered"] = True
@@ -546,6 +607,132 @@ async def _match_order(
         else:
             order = await repo.update_order(conn, principal.tenant_id, order["id"], changes)
     return order
+
+
+def _exceeds_reservation(order: dict[str, Any], quantity: Decimal, price: Decimal) -> bool:
+    """A buy whose price moved past what the order reserved."""
+    return order["side"] == Side.buy and FEES.buy_reserve(trade_value(quantity, price)) > int(order["reserved_cash"])
+
+
+def _affordable_quantity(
+    book: _Book, instrument: market.InstrumentRow, quantity: Decimal, price: Decimal, reserved_by_others: int
+) -> Decimal:
+    """Spend at most the cash no other open order has reserved (in whole lots), never more than the account holds."""
+    spendable = book.account["cash"] - reserved_by_others
+    unit = price * instrument.lot_size * (1 + FEES.buy_commission)
+    lots = min(quantity // instrument.lot_size, max(spendable, 0) // unit + 1)  # then down to what fits
+    while lots > 0 and FEES.buy_reserve(trade_value(lots * instrument.lot_size, price)) > spendable:
+        lots -= 1
+    return Decimal(lots * instrument.lot_size)
+
+
+@dataclass(frozen=True)
+class _FillPlan:
+    """One fill of an order, worked out before anything is written."""
+
+    row: dict[str, Any]  # the trading.fills row
+    effect: FillEffect
+    costs: Costs
+    status: OrderStatus  # the order's status after the fill
+    was: str  # ... and before it
+    order_changes: dict[str, Any]
+
+
+def _plan_fill(
+    book: _Book,
+    order: dict[str, Any],
+    instrument: market.InstrumentRow,
+    quantity: Decimal,
+    price: Decimal,
+    bar: dict[str, Any],
+) -> _FillPlan:
+    side = Side(order["side"])
+    held = book.positions.get(instrument.id)  # the account lock keeps the book current for this transaction
+    before = Position() if held is None else Position(held["quantity"], held["avg_cost"], held["realized_pnl"])
+    effect = fill_effect(before, side, quantity, price)
+    costs = FEES.costs(side, effect.value)
+    filled = order["filled_quantity"] + quantity
+    average = ((order["average_price"] or Decimal(0)) * order["filled_quantity"] + price * quantity) / filled
+    status = transition(
+        OrderStatus(order["status"]), OrderEvent.fill if filled == order["quantity"] else OrderEvent.partial_fill
+    )
+    reserve = (
+        0
+        if status is OrderStatus.filled
+        else order["reserved_cash"] * (order["quantity"] - filled) // order["quantity"]
+    )
+    row = {
+        "tenant_id": book.tenant_id,
+        "order_id": order["id"],
+        "execution_id": f"paper:{order['id']}:{bar['ts'].isoformat()}",  # one fill per order and bar: idempotent
+        "instrument_id": instrument.id,
+        "side": side.value,
+        "quantity": quantity,
+        "price": price,
+        "value": effect.value,
+        "commission": costs.commission,
+        "tax": costs.tax,
+        "realized_pnl": effect.realized,
+        "executed_at": _bar_end(bar),
+    }
+    changes = {
+        "status": status.value,
+        "filled_quantity": filled,
+        "average_price": average.quantize(Decimal(1).scaleb(-instrument.price_precision - 4)),
+        "reserved_cash": int(reserve),
+    }
+    return _FillPlan(row, effect, costs, status, order["status"], changes)
+
+
+async def _book_fill(
+    conn: Conn, principal: Principal, book: _Book, instrument: market.InstrumentRow, fill: _FillPlan, outbox: Outbox
+) -> None:
+    """Everything a recorded fill moves but its order: the position, the ledger and the cash, the audit trail."""
+    tenant_id = book.tenant_id
+    side, row, effect, costs = Side(fill.row["side"]), fill.row, fill.effect, fill.costs
+    after = effect.position
+    position = {"quantity": after.quantity, "avg_cost": after.avg_cost, "realized_pnl": after.realized_pnl}
+    await repo.upsert_position(conn, tenant_id, instrument.id, position)
+    book.positions[instrument.id] = {"instrument_id": instrument.id, **position}
+    await repo.insert_entry(
+        conn,
+        tenant_id,
+        ledger.fill(side, effect.value, costs, effect.cost_basis_released, effect.realized),
+        reference=row["execution_id"],
+    )
+    cash = book.account["cash"] + FEES.cash_delta(side, effect.value)
+    await repo.update_account(conn, tenant_id, {"cash": cash})
+    book.account = {**book.account, "cash": cash}
+    await _audit_transition(
+        conn,
+        principal,
+        row["order_id"],
+        fill.was,
+        fill.status.value,
+        {"execution_id": row["execution_id"], "quantity": str(row["quantity"]), "price": str(row["price"])},
+    )
+    outbox.add(
+        "fill",
+        {
+            "order_id": str(row["order_id"]),
+            "execution_id": row["execution_id"],
+            "symbol": instrument.symbol,
+            "side": side.value,
+            "quantity": str(row["quantity"]),
+            "price": str(row["price"]),
+            "commission": costs.commission,
+            "tax": costs.tax,
+        },
+    )
+    outbox.add(
+        "position",
+        {
+            "symbol": instrument.symbol,
+            "quantity": str(after.quantity),
+            "avg_cost": str(after.avg_cost),
+            "realized_pnl": after.realized_pnl,
+        },
+    )
 
 
 async def _fill(
@@ -560,122 +747,25 @@ async def _fill(
     outbox: Outbox,
     changes: dict[str, Any],
 ) -> dict[str, Any]:
-    """Book one fill of ``order`` (and write ``changes``, the matching state of this bar, with it)."""
-    assert principal.tenant_id is not None
-    tenant_id = principal.tenant_id
-    side = Side(order["side"])
-    execution_id = f"paper:{order['id']}:{bar['ts'].isoformat()}"  # one fill per order and bar: idempotent
-    if side is Side.buy and FEES.buy_reserve(trade_value(quantity, price)) > order["reserved_cash"]:
-        # The price moved past what the order reserved: spend at most the cash no other open order has reserved
-        # (in whole lots), never more than the account holds.
-        spendable = book.account["cash"] - (await repo.reserved_cash(conn, tenant_id) - order["reserved_cash"])
-        unit = price * instrument.lot_size * (1 + FEES.buy_commission)
-        lots = min(quantity // instrument.lot_size, max(spendable, 0) // unit + 1)  # then down to what fits
-        while lots > 0 and FEES.buy_reserve(trade_value(lots * instrument.lot_size, price)) > spendable:
-            lots -= 1
-        quantity = lots * instrument.lot_size
+    """Book one fill of a resting ``order`` (and write ``changes``, the matching state of this bar, with it)."""
+    tenant_id = book.tenant_id
+    if _exceeds_reservation(order, quantity, price):
+        reserved_by_others = await repo.reserved_cash(conn, tenant_id) - order["reserved_cash"]
+        quantity = _affordable_quantity(book, instrument, quantity, price, reserved_by_others)
         if quantity <= 0:
             return await repo.update_order(conn, tenant_id, order["id"], changes)
-    held = book.positions.get(instrument.id)  # the account lock keeps the book current for this transaction
-    before = Position() if held is None else Position(held["quantity"], held["avg_cost"], held["realized_pnl"])
-    effect = fill_effect(before, side, quantity, price)
-    costs = FEES.costs(side, effect.value)
-    if not await repo.insert_fill(
-        conn,
-        {
-            "tenant_id": tenant_id,
-            "order_id": order["id"],
-            "execution_id": execution_id,
-            "instrument_id": instrument.id,
-            "side": side.value,
-            "quantity": quantity,
-            "price": price,
-            "value": effect.value,
-            "commission": costs.commission,
-            "tax": costs.tax,
-            "realized_pnl": effect.realized,
-            "executed_at": _bar_end(bar),
-        },
-    ):
+    fill = _plan_fill(book, order, instrument, quantity, price, bar)
+    if not await repo.insert_fill(conn, fill.row):
         return await repo.update_order(conn, tenant_id, order["id"], changes)  # this execution was recorded already
-    after = effect.position
-    position = {"quantity": after.quantity, "avg_cost": after.avg_cost, "realized_pnl": after.realized_pnl}
-    await repo.upsert_position(conn, tenant_id, instrument.id, position)
-    book.positions[instrument.id] = {"instrument_id": instrument.id, **position}
-    await repo.insert_entry(
-        conn,
-        tenant_id,
-        ledger.fill(side, effect.value, costs, effect.cost_basis_released, effect.realized),
-        reference=execution_id,
-    )
-    cash = book.account["cash"] + FEES.cash_delta(side, effect.value)
-    await repo.update_account(conn, tenant_id, {"cash": cash})
-    book.account = {**book.account, "cash": cash}
-    filled = order["filled_quantity"] + quantity
-    average = ((order["average_price"] or Decimal(0)) * order["filled_quantity"] + price * quantity) / filled
-    event = OrderEvent.fill if filled == order["quantity"] else OrderEvent.partial_fill
-    status = transition(OrderStatus(order["status"]), event)
-    reserve = (
-        0
-        if status is OrderStatus.filled
-        else order["reserved_cash"] * (order["quantity"] - filled) // order["quantity"]
-    )
-    updated = await repo.update_order(
-        conn,
-        tenant_id,
-        order["id"],
-        {
-            **changes,
-            "status": status.value,
-            "filled_quantity": filled,
-            "average_price": average.quantize(Decimal(1).scaleb(-instrument.price_precision - 4)),
-            "reserved_cash": int(reserve),
-        },
-    )
-    await audit.record(
-        conn,
-        principal,
-        action=f"order.{status.value}",
-        target_type="order",
-        target_id=order["id"],
-        details={
-            "from": order["status"],
-            "to": status.value,
-            "execution_id": execution_id,
-            "quantity": str(quantity),
-            "price": str(price),
-        },
-    )
-    outbox.add(
-        "fill",
-        {
-            "order_id": str(order["id"]),
-            "execution_id": execution_id,
-            "symbol": instrument.symbol,
-            "side": side.value,
-            "quantity": str(quantity),
-            "price": str(price),
-            "commission": costs.commission,
-            "tax": costs.tax,
-        },
-    )
-    outbox.add(
-        "position",
-        {
-            "symbol": instrument.symbol,
-            "quantity": str(after.quantity),
-            "avg_cost": str(after.avg_cost),
-            "realized_pnl": after.realized_pnl,
-        },
-    )
-    return updated
+    await _book_fill(conn, principal, book, instrument, fill, outbox)
+    return await repo.update_order(conn, tenant_id, order["id"], {**changes, **fill.order_changes})
 
 
 async def run_matching(conn: Conn, principal: Principal, *, outbox: Outbox) -> int:
     """Match the tenant's resting orders against the bars that arrived since each was last matched; returns the
     number of fills. Run by the paper venue's loop (and the demo bot) — a live venue reports fills instead."""
     assert principal.tenant_id is not None
-    book = await _open_book(conn, principal)
+    book, _ = await _open_book(conn, principal)
     seen = len(outbox.events)
     for order in await repo.open_orders(conn, principal.tenant_id):
         instrument = await market.get_instrument(conn, order["symbol"])

@@ -1122,3 +1122,23 @@ def test_demo_bot_trades_through_the_service_and_deposits_once(
     assert kinds.count("deposit") == 1
     portfolio = get(client, tenant_a, "/v1/portfolio")
     assert portfolio["cash"] + portfolio["market_value"] == portfolio["equity"] > 0
+
+
+def test_a_duplicate_client_order_id_answers_409_and_writes_nothing(
+    client: TestClient, urls: DatabaseUrls, tenant_a: Any, owner: psycopg.Connection[Any]
+) -> None:
+    symbol = listed(urls, close=1000)
+    deposit(client, tenant_a, 5_000_000)
+    first = buy(client, tenant_a, symbol, 100, client_order_id="dup-1")
+    assert first["status"] == "filled"
+    orders, cash = count_orders(owner, tenant_a.id), get(client, tenant_a, "/v1/portfolio")["cash"]
+    again = client.post(
+        "/v1/orders",
+        json={"symbol": symbol, "side": "buy", "quantity": 100, "client_order_id": "dup-1"},
+        headers=headers_with(tenant_a, "K-dup-2"),
+    )
+    assert again.status_code == 409 and again.json()["error"]["code"] == "duplicate_order"
+    assert count_orders(owner, tenant_a.id) == orders and get(client, tenant_a, "/v1/portfolio")["cash"] == cash
+    ioc = buy(client, tenant_a, listed(urls, close=1000, volume=3_000), 1000, time_in_force="ioc")
+    actions = sorted(event["action"] for event in audit_actions(owner, tenant_a.id, ioc["id"]))
+    assert actions == ["order.accepted", "order.cancelled", "order.partially_filled"]  # one transaction, one time
