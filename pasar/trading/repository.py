@@ -343,6 +343,16 @@ async def update_order(conn: Conn, tenant_id: UUID, order_id: UUID, changes: dic
     return row
 
 
+async def lock_account_and_order(conn: Conn, tenant_id: UUID, order_id: UUID) -> dict[str, Any] | None:
+    """Lock the tenant's account, then the order (the order of locks every writer takes), in one round trip."""
+    async with conn.pipeline():
+        account = await conn.execute(_LOCK_ACCOUNT_SQL, [tenant_id])
+        order = await conn.execute(_GET_ORDER_SQL[True], [tenant_id, order_id])
+    if await account.fetchone() is None:  # no account yet, so no order either: create it as lock_account does
+        await lock_account(conn, tenant_id)
+    return await order.fetchone()
+
+
 async def get_order(conn: Conn, tenant_id: UUID, order_id: UUID, *, lock: bool = False) -> dict[str, Any] | None:
     cur = await conn.execute(_GET_ORDER_SQL[lock], [tenant_id, order_id])
     return await cur.fetchone()

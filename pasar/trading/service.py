@@ -421,11 +421,11 @@ async def _close_order(
 ) -> dict[str, Any]:
     status = _closing(order, event)
     assert principal.tenant_id is not None
-    updated = await repo.update_order(
-        conn, principal.tenant_id, order["id"], {"status": status.value, "reserved_cash": 0}
-    )
-    await _audit_transition(conn, principal, order["id"], order["status"], status.value, {"reason": why})
-    return updated
+    async with conn.pipeline():  # the audit event is queued first, so both go in the update's round trip
+        await _audit_transition(conn, principal, order["id"], order["status"], status.value, {"reason": why})
+        return await repo.update_order(
+            conn, principal.tenant_id, order["id"], {"status": status.value, "reserved_cash": 0}
+        )
 
 
 async def get_order(conn: Conn, principal: Principal, order_id: UUID) -> dict[str, Any]:
@@ -460,8 +460,7 @@ async def list_orders(
 async def cancel_order(conn: Conn, principal: Principal, order_id: UUID, *, outbox: Outbox) -> dict[str, Any]:
     """Cancels pass whatever the trading state (a halted tenant may always reduce its risk)."""
     assert principal.tenant_id is not None
-    await repo.lock_account(conn, principal.tenant_id)
-    order = await repo.get_order(conn, principal.tenant_id, order_id, lock=True)
+    order = await repo.lock_account_and_order(conn, principal.tenant_id, order_id)
     if order is None:
         raise NotFound("order not found")
     updated = await _close_order(conn, principal, order, OrderEvent.cancel, "cancelled by the client")
