@@ -49,7 +49,10 @@ class Signal(BaseModel):
     signal_id: UUID | None
     symbol: str
     score: float = Field(description="P(up after costs) over the model's horizon")
-    direction: Literal["long", "short", "flat"] = Field(description="long >= 0.55, short <= 0.45, else flat")
+    direction: Literal["long", "short", "flat"] = Field(
+        description="long when score >= the model's base_rate + 0.05, short when <= base_rate - 0.05 (base_rate 0.5 "
+        "when unknown; see the served model), else flat"
+    )
     model_name: str
     model_version: int
     timeframe: str

@@ -173,15 +173,17 @@ class SmaCross:
 class SignalStrategy:
     """A model's scores (probability of an up move), one per bar, decided on the bar's close: long when
     ``score > threshold``, short when ``score < 1 - threshold`` (flat instead with ``allow_short=False``), flat in
-    between and on a missing (null/NaN) score. The scores must be computed from data up to their bar."""
+    between and on a missing (null/NaN) score. The scores must be computed from data up to their bar. A long-only
+    threshold may sit below 0.5 (a model of a rare move, e.g. up beyond the costs, scores around its base rate)."""
 
     scores: FloatArray
     threshold: float = 0.5
     allow_short: bool = True
 
     def __post_init__(self) -> None:
-        if not (0.5 <= self.threshold < 1):
-            raise BacktestError(f"the signal threshold must be in [0.5, 1), got {self.threshold!r}")
+        lowest = 0.5 if self.allow_short else 0.0  # below 0.5 the long and short bands would overlap
+        if not (lowest <= self.threshold < 1):
+            raise BacktestError(f"the signal threshold must be in [{lowest:g}, 1), got {self.threshold!r}")
         if self.scores.ndim != 1:
             raise BacktestError(f"scores must be one-dimensional, got shape {self.scores.shape}")
 

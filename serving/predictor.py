@@ -194,9 +194,10 @@ class RegistrySource:
         if recorded and hashlib.sha256(onnx_bytes).hexdigest() != recorded:
             raise ValueError(f"{self.model_name} v{version.version}: the ONNX bytes do not match the recorded SHA-256")
         names = feature_names_of(onnx_bytes)
-        timeframe = tags.get(f"{_TAG}timeframe")
-        if timeframe is None and version.run_id:
-            timeframe = client.get_run(version.run_id).data.tags.get(f"{_TAG}timeframe")
+        # Version tags first, then the training run's (where pasar.signals.training records them).
+        run_tags = client.get_run(version.run_id).data.tags if version.run_id else {}
+        timeframe = tags.get(f"{_TAG}timeframe") or run_tags.get(f"{_TAG}timeframe")
+        base_rate = tags.get(f"{_TAG}base_rate") or run_tags.get(f"{_TAG}base_rate")
         metric = tags.get(f"{_TAG}promotion_metric")
         status = ModelStatus(
             name=self.model_name,
@@ -206,6 +207,7 @@ class RegistrySource:
             run_id=str(version.run_id or ""),
             registered_at=datetime.fromtimestamp(int(version.creation_timestamp) / 1000, UTC),
             timeframe=timeframe,
+            base_rate=float(base_rate) if base_rate else None,
             metric_name=tags.get(f"{_TAG}promotion_metric_name", ""),
             metric=float(metric) if metric else None,
         )

@@ -1,9 +1,13 @@
 """Signals: what a signal is, the direction rule, the venue clock for staleness, and the scorer the service uses.
 
 Direction (:func:`direction`)
-    The score is the model's P(up after costs) over its horizon. ``long`` when score >= 0.55, ``short`` when
-    score <= 0.45, ``flat`` in between: a ±5-point band around a coin flip where the model has no usable edge
-    after costs, so that a score hovering near 0.5 does not flip the position back and forth.
+    The score is the model's P(up after costs) over its horizon; the champion's *base rate* is the share of such
+    moves among its training rows (the score of a model that knows nothing). ``long`` when the score is at least
+    5 points above the base rate, ``short`` when at least 5 points below, ``flat`` in between: the band where the
+    model has no usable edge over the prior, so that a score hovering near it does not flip the position back and
+    forth. With a balanced label (or a model without a recorded base rate) that is score >= 0.55 / <= 0.45. Costs
+    make the label unbalanced — beating a 0.4% round trip within 15 minutes is rarer than a coin flip — and a fixed
+    band around 0.5 would then answer ``short`` for every symbol of a calibrated model.
 
 Feature age (:func:`session_seconds_between`)
     Staleness is measured on the venue's clock in *trading-session* seconds: the continuous-trading time of the
@@ -29,8 +33,7 @@ import polars as pl
 from pasar.market.exchange import TradingCalendar
 
 __all__ = [
-    "LONG_THRESHOLD",
-    "SHORT_THRESHOLD",
+    "EDGE_BAND",
     "Contribution",
     "Direction",
     "Explanation",
@@ -38,11 +41,12 @@ __all__ = [
     "Scorer",
     "Signal",
     "direction",
+    "direction_thresholds",
     "session_seconds_between",
 ]
 
-LONG_THRESHOLD: Final = 0.55
-SHORT_THRESHOLD: Final = 0.45
+EDGE_BAND: Final = 0.05
+_UNKNOWN_BASE_RATE: Final = 0.5
 _MAX_SPAN_DAYS: Final = 400  # beyond this the age is only a lower bound (the answer is "stale" anyway)
 
 
@@ -52,11 +56,18 @@ class Direction(StrEnum):
     flat = "flat"
 
 
-def direction(score: float) -> Direction:
-    """``long`` at score >= 0.55, ``short`` at score <= 0.45, else ``flat`` (see the module docstring)."""
-    if score >= LONG_THRESHOLD:
+def direction_thresholds(base_rate: float | None = None) -> tuple[float, float]:
+    """(long at or above, short at or below) for a model with ``base_rate`` (see the module docstring)."""
+    centre = _UNKNOWN_BASE_RATE if base_rate is None else base_rate
+    return round(centre + EDGE_BAND, 12), round(centre - EDGE_BAND, 12)  # 0.5 - 0.05 is 0.45, not 0.44999…
+
+
+def direction(score: float, base_rate: float | None = None) -> Direction:
+    """``long`` at score >= base rate + 0.05, ``short`` at score <= base rate - 0.05, else ``flat``."""
+    long_at, short_at = direction_thresholds(base_rate)
+    if score >= long_at:
         return Direction.long
-    if score <= SHORT_THRESHOLD:
+    if score <= short_at:
         return Direction.short
     return Direction.flat
 
@@ -94,6 +105,7 @@ class ModelStatus:
     registered_at: datetime | None = None
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     timeframe: str | None = None  # the bars' timeframe the model was trained on (None: unknown)
+    base_rate: float | None = None  # share of positive labels in its training rows (None: unknown)
     metric_name: str = ""
     metric: float | None = None
 
@@ -111,6 +123,7 @@ class ModelStatus:
             "registered_at": None if self.registered_at is None else self.registered_at.isoformat(),
             "loaded_at": self.loaded_at.isoformat(),
             "timeframe": self.timeframe,
+            "base_rate": self.base_rate,
             "feature_names": list(self.feature_names),
             "metric_name": self.metric_name,
             "metric": self.metric,

@@ -338,7 +338,7 @@ async def compute_signals(
                 symbol=symbol,
                 instrument_id=instruments[symbol].id,
                 score=score,
-                direction=direction(score),
+                direction=direction(score, status.base_rate),
                 model_name=status.name,
                 model_version=status.version,
                 timeframe=chosen[symbol]["timeframe"],

@@ -27,6 +27,7 @@ import psycopg
 
 from pasar.config import Settings
 from pasar.db.urls import DatabaseUrls
+from pasar.signals.models import direction_thresholds
 
 if TYPE_CHECKING:
     from models_ml.automl import TrainingConfig, TrainingResult
@@ -51,6 +52,7 @@ __all__ = [
 
 DEFAULT_HOLDOUT: Final = 0.2
 TIMEFRAME_TAG: Final = "pasar.timeframe"
+BASE_RATE_TAG: Final = "pasar.base_rate"  # share of positive labels in the training rows: the signal's prior
 SYMBOLS_TAG: Final = "pasar.symbols"
 
 
@@ -150,14 +152,29 @@ def fit_model(data: PreparedData, config: TrainingConfig, settings: Settings) ->
     client = MlflowClient()
     client.set_tag(result.run_id, TIMEFRAME_TAG, data.timeframe)
     client.set_tag(result.run_id, SYMBOLS_TAG, ",".join(data.symbols)[:5000])
+    client.set_tag(result.run_id, BASE_RATE_TAG, f"{base_rate(data):.6f}")
     return result
 
 
+def base_rate(data: PreparedData) -> float:
+    """The share of positive labels (the price beat the costs) among the training rows."""
+    return float(data.train.y.mean())
+
+
 def evaluate_model(result: TrainingResult, data: PreparedData) -> Evaluation:
-    """Out-of-sample metrics and the bar-level backtest of the holdout period."""
+    """Out-of-sample metrics and the bar-level backtest of the holdout period, long where the served signal would
+    be (score at or above the long threshold of the model's base rate)."""
     from models_ml.evaluate import evaluate
 
-    return evaluate(result.model, data.holdout, data.bars, config=result.config, calendar_code=data.calendar_code)
+    long_at, _ = direction_thresholds(base_rate(data))
+    return evaluate(
+        result.model,
+        data.holdout,
+        data.bars,
+        config=result.config,
+        calendar_code=data.calendar_code,
+        threshold=long_at,
+    )
 
 
 def export_model(result: TrainingResult, data: PreparedData) -> ExportedModel:
@@ -270,6 +287,7 @@ def train_and_promote(
         "holdout_metrics": metrics,
         "onnx_parity_max_abs_diff": exported.parity,
         "timeframe": timeframe,
+        "base_rate": round(base_rate(data), 6),
         "symbols": list(data.symbols),
         "rows": {"train": len(data.train), "holdout": len(data.holdout)},
         "data_range": list(result.data_range),

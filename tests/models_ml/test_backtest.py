@@ -220,8 +220,11 @@ def test_the_signal_goes_long_above_the_threshold_short_below_its_mirror_and_fla
     assert signal(scores.to_numpy(), 0.6).warmup(bars) == 1  # the first score
     with pytest.raises(BacktestError, match="one score per bar"):
         signal([0.5, 0.6], 0.6).targets(bars)
-    with pytest.raises(BacktestError, match="threshold"):
-        signal(scores, 0.4)
+    with pytest.raises(BacktestError, match=r"threshold must be in \[0\.5, 1\)"):
+        signal(scores, 0.4)  # long above 0.4 and short below 0.6 would overlap
+    assert signal(scores, 0.4, allow_short=False).targets(bars).tolist() == [0, 1, 1, 1, 0, 0]
+    with pytest.raises(BacktestError, match=r"threshold must be in \[0, 1\)"):
+        signal(scores, 1.0, allow_short=False)
 
 
 def test_strategies_satisfy_the_protocol() -> None:

@@ -20,7 +20,7 @@ from models_ml.features import FEATURE_COLUMNS, LIVE_HISTORY
 from pasar.config import Settings
 from pasar.db.urls import DatabaseUrls
 from pasar.market.exchange import calendar
-from pasar.signals.models import Direction, direction, session_seconds_between
+from pasar.signals.models import Direction, direction, direction_thresholds, session_seconds_between
 from pasar.signals.service import HISTORY_BARS
 from serving.predictor import ModelNotLoaded, Predictor, RegistrySource, explain_native
 from tests.serving.fixtures import SYMBOLS, TrainedStore, trained_store
@@ -54,6 +54,7 @@ def test_loads_the_champion_and_agrees_with_the_native_model(store, settings, ro
     assert (status.name, status.version, status.family) == (store.model_name, store.lightgbm["version"], "lightgbm")
     assert status.feature_names == FEATURE_COLUMNS
     assert status.timeframe == "1m"
+    assert status.base_rate is not None and 0 < status.base_rate < 1  # the share of rows that beat the costs
     assert status.registered_at is not None and status.age_days() is not None and status.age_days() < 1  # type: ignore[operator]
     native = predictor.model.native if predictor.model else None
     assert native is not None  # loaded beside the ONNX, for explanations
@@ -155,6 +156,21 @@ def test_no_store_means_no_model_and_no_store_is_created(tmp_path: Path) -> None
 def test_direction_bands() -> None:
     assert [direction(score) for score in (0.0, 0.45, 0.4501, 0.5, 0.5499, 0.55, 1.0)] == [
         Direction.short,
+        Direction.short,
+        Direction.flat,
+        Direction.flat,
+        Direction.flat,
+        Direction.long,
+        Direction.long,
+    ]
+
+
+def test_direction_bands_follow_the_models_base_rate() -> None:
+    """A calibrated model of a rare move (22% of the training rows beat the costs) scores around 0.22: the band
+    sits around that prior, not around a coin flip."""
+    assert direction_thresholds(0.22) == (0.27, 0.17)
+    assert direction_thresholds(None) == direction_thresholds(0.5) == (0.55, 0.45)
+    assert [direction(score, 0.22) for score in (0.17, 0.1701, 0.22, 0.2699, 0.27, 0.4)] == [
         Direction.short,
         Direction.flat,
         Direction.flat,
