@@ -21,6 +21,7 @@ from models_ml.features import FEATURE_COLUMNS, LIVE_HISTORY, latest_features
 from pasar.config import Settings
 from pasar.db.urls import DatabaseUrls
 from pasar.market import repository
+from pasar.signals.models import direction_thresholds
 from serving.predictor import Predictor
 from tests.serving.fixtures import DAILY_ONLY, LAGGING, SYMBOLS, TrainedStore, trained_store
 
@@ -96,7 +97,10 @@ def test_a_signal_from_the_latest_bars(signal_client, tenant_a, urls, store) -> 
     assert body["score"] == pytest.approx(runtime(signal_client).predictor.predict_one(row), abs=1e-7)
     assert 0.0 <= body["score"] <= 1.0
     score = body["score"]
-    assert body["direction"] == ("long" if score >= 0.55 else "short" if score <= 0.45 else "flat")
+    status = runtime(signal_client).predictor.status
+    assert status is not None and status.base_rate is not None
+    long_at, short_at = direction_thresholds(status.base_rate)
+    assert body["direction"] == ("long" if score >= long_at else "short" if score <= short_at else "flat")
     assert body["explanation"] is None
     assert body["signal_id"] and body["created_at"]
 
