@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,14 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from pasar.analytics import dbt
 from pasar.config import Settings
 from pasar.db.urls import DatabaseUrls
+from tests.analytics import seed
 from tests.analytics.conftest import Invoke, World, run_dbt, run_results
+from tests.conftest import MakeTenant
 
 TENANT_MARTS = {
     "fct_orders", "fct_fills", "fct_positions_daily", "fct_pnl_daily", "fct_usage_daily", "fct_ai_cost_daily",
@@ -277,6 +281,105 @@ def test_rls_and_grants_survive_two_builds_and_a_full_refresh(
         after = (tenant_view(urls.app, world.a.id, world.b.id), tenant_view(urls.app, world.b.id, world.a.id))
         assert after == before, args
         assert snapshot(etl, world.a.id) == before_data, args
+
+
+# Incremental models ---------------------------------------------------------------------------------------------
+
+# The incremental models and what reads them: after incremental builds they hold what a full refresh computes.
+INCREMENTAL_MODELS = (
+    "int_order_events_pivoted_to_orders", "int_orders_joined_to_fills", "fct_orders", "fct_fills",
+    "fct_bars_daily", "rpt_best_execution", "rpt_order_audit_trail", "rpt_activity_summary",
+    "rpt_surveillance_alerts", "fct_positions_daily",
+)  # fmt: skip
+
+
+def fingerprints(etl: psycopg.Connection[dict[str, Any]]) -> dict[str, Any]:
+    """Row count and an order-independent hash of every row (built_at, the build's own clock, left out)."""
+    prints = {}
+    for model in INCREMENTAL_MODELS:
+        prints[model] = etl.execute(
+            sql.SQL(
+                "select count(*) as n, sum(hashtextextended((to_jsonb(t) - 'built_at')::text, 0)) as h from {} as t"
+            ).format(sql.Identifier("analytics", model))
+        ).fetchone()
+    return prints
+
+
+def test_incremental_builds_pick_up_new_changed_and_late_rows_like_a_full_refresh(
+    world: World,
+    settings: Settings,
+    urls: DatabaseUrls,
+    etl: psycopg.Connection[dict[str, Any]],
+    make_tenant: MakeTenant,
+) -> None:
+    tenant = make_tenant()
+    with psycopg.connect(urls.owner, autocommit=True) as conn:
+        symbol = seed.fresh_symbol(conn)
+    seed.load(urls, seed.session_bars(symbol, closing_closes=[]))
+    with psycopg.connect(urls.owner) as conn, conn.transaction():
+        writer = seed._Writer(conn, tenant.id, tenant.admin_id)
+        instrument = seed.instrument_id(conn, symbol)
+        resting = writer.order(
+            instrument_id=instrument, symbol=symbol, side="buy", quantity=100, limit_price=900, at=seed.MORNING,
+            status="accepted",
+        )  # fmt: skip
+        filled = writer.order(
+            instrument_id=instrument, symbol=symbol, side="buy", quantity=100, at=seed.MORNING + seed.MINUTE,
+            status="filled", filled=100, average=Decimal(1000), closed_at=seed.MORNING + 2 * seed.MINUTE,
+        )  # fmt: skip
+        writer.fill(
+            filled, instrument_id=instrument, side="buy", quantity=100, price=1000, at=seed.MORNING + 2 * seed.MINUTE
+        )
+        conn.execute(
+            "insert into trading.positions (tenant_id, instrument_id, quantity, avg_cost, realized_pnl) "
+            "values (%s, %s, 100, 1000, 0)",
+            [tenant.id, instrument],
+        )
+    run_dbt(["build", "--exclude", "test_type:unit"], settings, world.target_path)
+    first = etl.execute("select status from analytics.fct_orders where order_id = %s", [resting]).fetchone()
+    assert first == {"status": "accepted"}
+
+    # Then: the resting order is cancelled, the filled one gets a rejected amendment (an event, no order change) and
+    # AI usage naming it, and an order from days before everything stored arrives late, filled.
+    cancelled_at = seed.MORNING + 10 * seed.MINUTE
+    late_at = seed.MORNING - timedelta(days=3)
+    with psycopg.connect(urls.owner) as conn, conn.transaction():
+        writer = seed._Writer(conn, tenant.id, tenant.admin_id)
+        conn.execute(
+            "update trading.orders set status = 'cancelled', updated_at = %s where tenant_id = %s and id = %s",
+            [cancelled_at, tenant.id, resting],
+        )
+        writer.event(cancelled_at, "order.cancelled", "order", resting, reason="user")
+        writer.event(cancelled_at, "order.amend_rejected", "order", filled, reason="max_order_value")
+        conn.execute(
+            "insert into usage.events (tenant_id, ts, idempotency_key, kind, quantity, cost, currency, details) "
+            "values (%s, %s, %s, 'ai_tokens', 500, 120, 'IDR', %s)",
+            [tenant.id, seed.MORNING, f"ai-{filled}", Jsonb({"order_id": filled})],
+        )
+        late = writer.order(
+            instrument_id=instrument, symbol=symbol, side="buy", quantity=100, at=late_at, status="filled",
+            filled=100, average=Decimal(950), closed_at=late_at + seed.MINUTE,
+        )  # fmt: skip
+        writer.fill(late, instrument_id=instrument, side="buy", quantity=100, price=950, at=late_at + seed.MINUTE)
+        conn.execute(
+            "update trading.positions set quantity = 200, avg_cost = 975 where tenant_id = %s and instrument_id = %s",
+            [tenant.id, instrument],
+        )
+    run_dbt(["build", "--exclude", "test_type:unit"], settings, world.target_path)
+    incremental = fingerprints(etl)
+    orders = etl.execute(
+        "select o.order_id::text, o.status, a.ai_requests, a.event_count from analytics.fct_orders o "
+        "join analytics.rpt_order_audit_trail a using (tenant_id, order_id) where o.tenant_id = %s",
+        [tenant.id],
+    ).fetchall()
+    assert {row["order_id"]: (row["status"], row["ai_requests"], row["event_count"]) for row in orders} == {
+        resting: ("cancelled", 0, 2),
+        filled: ("filled", 1, 3),
+        late: ("filled", 0, 2),
+    }
+
+    run_dbt(["build", "--full-refresh", "--exclude", "test_type:unit"], settings, world.target_path)
+    assert fingerprints(etl) == incremental
 
 
 def test_an_analyst_login_sees_only_its_own_tenant_whatever_it_sets(world: World, pasar_cli: Invoke) -> None:

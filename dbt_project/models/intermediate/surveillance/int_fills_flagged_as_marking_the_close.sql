@@ -42,7 +42,8 @@ days as (
     from fills
 ),
 
-sessions as (
+-- Materialized: the price lookups run once per instrument and day, not once per fill.
+sessions as materialized (
     select
         d.instrument_id,
         d.trading_date,

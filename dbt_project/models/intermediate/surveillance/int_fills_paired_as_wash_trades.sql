@@ -25,6 +25,14 @@ with fills as (
         on o.tenant_id = f.tenant_id and o.order_id = f.order_id
 ),
 
+-- Each buy with the three buckets a sell may fall in, materialized so that the pairs are one equi-join on the bucket.
+buys as materialized (
+    select f.*, f.bucket + adjacent.offset_buckets as match_bucket
+    from fills as f
+    cross join (values (-1), (0), (1)) as adjacent (offset_buckets)
+    where f.side = 'buy'
+),
+
 pairs as (
     select
         b.tenant_id,
@@ -43,15 +51,13 @@ pairs as (
         s.executed_at as sell_executed_at,
         abs(extract(epoch from s.executed_at - b.executed_at)) as seconds_apart,
         abs({{ bps('s.price', 'b.price') }}) as price_difference_bps
-    from fills as b
-    cross join (values (-1), (0), (1)) as adjacent (offset_buckets)
+    from buys as b
     inner join fills as s
         on s.tenant_id = b.tenant_id
         and s.instrument_id = b.instrument_id
-        and s.bucket = b.bucket + adjacent.offset_buckets
+        and s.bucket = b.match_bucket
         and s.side = 'sell'
-    where b.side = 'buy'
-      and abs(extract(epoch from s.executed_at - b.executed_at)) <= {{ window }}
+    where abs(extract(epoch from s.executed_at - b.executed_at)) <= {{ window }}
       and abs(extract(epoch from s.recorded_at - b.recorded_at)) <= {{ window }}
       and abs({{ bps('s.price', 'b.price') }}) <= {{ tolerance }}
 ),

@@ -1,10 +1,28 @@
-{{ config(materialized='table') }}
+{{ config(
+    materialized='incremental',
+    unique_key=['tenant_id', 'order_key'],
+    incremental_strategy='delete+insert',
+    on_schema_change='fail'
+) }}
 -- The audit trail of each order, pivoted: when it was accepted, cancelled, filled, closed; how often amended; the
 -- full event list; the requests behind it; and the model version and signal recorded in event details (if any).
+-- Incremental: each build re-pivots, from all their events, the orders whose number of events differs from the
+-- stored event_count (the audit log is append-only, so that is exactly the orders with new events, whatever time
+-- those carry); built_at tells the children which rows this build wrote.
 with events as (
     select *
     from {{ ref('stg_audit__events') }}
     where target_type = 'order'
+    {% if is_incremental() %}
+      and (tenant_id, target_id) in (
+          select e.tenant_id, e.target_id
+          from {{ ref('stg_audit__events') }} as e
+          left join {{ this }} as stored on stored.tenant_id = e.tenant_id and stored.order_key = e.target_id
+          where e.target_type = 'order'
+          group by e.tenant_id, e.target_id, stored.event_count
+          having count(*) is distinct from stored.event_count
+      )
+    {% endif %}
 )
 
 select
@@ -38,6 +56,7 @@ select
     ) as request_ids,
     (array_agg(details ->> 'model_version' order by occurred_at) filter (where details ? 'model_version'))[1]
         as model_version,
-    (array_agg(details ->> 'signal' order by occurred_at) filter (where details ? 'signal'))[1] as signal
+    (array_agg(details ->> 'signal' order by occurred_at) filter (where details ? 'signal'))[1] as signal,
+    now() as built_at
 from events
 group by tenant_id, target_id

@@ -1,9 +1,31 @@
-{{ config(materialized='table') }}
+{{ config(
+    materialized='incremental',
+    unique_key=['tenant_id', 'order_id'],
+    incremental_strategy='delete+insert',
+    on_schema_change='fail'
+) }}
 -- One row per order with everything the marts and the surveillance rules need: its fills, its audit trail
 -- times, the arrival price (the close of the instrument's finest series known when the order arrived),
 -- whether it was aggressive (a market order, or a limit order marketable at arrival) and its notional.
+-- Incremental: each build recomputes the orders that are new or differ from their stored row (updated_at, status,
+-- filled quantity, number of fills), and those whose audit trail was re-pivoted — a comparison with the stored rows,
+-- not a time watermark, so rows written late or with past times are never skipped; built_at tells the children
+-- which rows this build wrote.
 with orders as (
-    select * from {{ ref('stg_trading__orders') }}
+    select o.* from {{ ref('stg_trading__orders') }} as o
+    {% if is_incremental() %}
+    left join {{ this }} as stored on stored.tenant_id = o.tenant_id and stored.order_id = o.order_id
+    left join {{ ref('int_fills_aggregated_to_orders') }} as f
+        on f.tenant_id = o.tenant_id and f.order_id = o.order_id
+    left join {{ ref('int_order_events_pivoted_to_orders') }} as e
+        on e.tenant_id = o.tenant_id and e.order_key = o.order_id::text
+    where stored.order_id is null
+       or stored.updated_at is distinct from o.updated_at
+       or stored.status is distinct from o.status
+       or stored.reported_filled_quantity is distinct from o.filled_quantity
+       or stored.fill_count <> coalesce(f.fill_count, 0)
+       or {{ rebuilt_since_last_build('e') }}
+    {% endif %}
 ),
 
 fills as (
@@ -129,5 +151,6 @@ select
             then extract(epoch from coalesce(closed_event_at, updated_at) - created_at)
     end as lifetime_seconds,
     coalesce(amendments, 0) as amendments,
-    event_count
+    event_count,
+    now() as built_at
 from enriched

@@ -1,7 +1,15 @@
 -- The audit trail behind each order: every audit event (actor, request, details) in order, the requests involved,
 -- the model version and signal recorded with it (when an automated strategy placed it), and the AI usage linked
 -- to it (ai_tokens usage events naming the order, or made by the same requests).
-with orders as (
+-- Incremental: each build replaces the orders int_orders_joined_to_fills rebuilt since this model's last build, and
+-- those whose linked AI usage differs from the stored ai_requests (usage is metered once per idempotency key).
+{{ config(
+    materialized='incremental',
+    unique_key=['tenant_id', 'order_id'],
+    incremental_strategy='delete+insert',
+    on_schema_change='fail'
+) }}
+with all_orders as (
     select * from {{ ref('int_orders_joined_to_fills') }}
 ),
 
@@ -22,11 +30,11 @@ order_requests as (
 
 linked_ai as (
     select distinct o.tenant_id, o.order_id, a.idempotency_key, a.occurred_at, a.quantity, a.cost, a.currency
-    from orders as o
+    from all_orders as o
     inner join ai as a on a.tenant_id = o.tenant_id and a.order_id = o.order_id::text
     union
     select distinct o.tenant_id, o.order_id, a.idempotency_key, a.occurred_at, a.quantity, a.cost, a.currency
-    from orders as o
+    from all_orders as o
     inner join order_requests as r on r.tenant_id = o.tenant_id and r.order_key = o.order_id::text
     inner join ai as a on a.tenant_id = r.tenant_id and a.request_id = r.request_id
 ),
@@ -41,6 +49,24 @@ ai_per_order as (
         sum(cost) as ai_cost
     from linked_ai
     group by tenant_id, order_id
+),
+
+{% if is_incremental() %}
+changed as (
+    select o.tenant_id, o.order_id from all_orders as o where {{ rebuilt_since_last_build('o') }}
+    union
+    select a.tenant_id, a.order_id
+    from ai_per_order as a
+    left join {{ this }} as stored on stored.tenant_id = a.tenant_id and stored.order_id = a.order_id
+    where stored.ai_requests is distinct from a.ai_requests
+),
+{% endif %}
+
+orders as (
+    select * from all_orders
+    {% if is_incremental() %}
+    where (tenant_id, order_id) in (select tenant_id, order_id from changed)
+    {% endif %}
 )
 
 select
@@ -67,7 +93,8 @@ select
     coalesce(a.ai_tokens, 0) as ai_tokens,
     {{ to_currency_units('coalesce(a.ai_cost, 0)', "coalesce(a.ai_currency, 'IDR')") }} as ai_cost,
     coalesce(a.ai_requests, 0) > 0 as has_ai_usage,
-    e.model_version is not null or e.signal is not null as has_model_decision
+    e.model_version is not null or e.signal is not null as has_model_decision,
+    now() as built_at
 from orders as o
 left join events as e on e.tenant_id = o.tenant_id and e.order_key = o.order_id::text
 left join ai_per_order as a on a.tenant_id = o.tenant_id and a.order_id = o.order_id

@@ -1,5 +1,12 @@
+{{ config(
+    materialized='incremental',
+    unique_key=['tenant_id', 'order_id'],
+    incremental_strategy='delete+insert',
+    on_schema_change='fail'
+) }}
 -- One row per order (rejected ones included), with its fills, audit trail times and arrival price.
 -- Money in currency units via to_currency_units; prices and quantities as stored (numeric).
+-- Incremental: each build replaces the orders int_orders_joined_to_fills rebuilt since this model's last build.
 select
     tenant_id,
     order_id,
@@ -38,5 +45,9 @@ select
     closed_at,
     lifetime_seconds,
     updated_at,
-    {{ reporting_month('created_at') }} as period_start
-from {{ ref('int_orders_joined_to_fills') }}
+    {{ reporting_month('created_at') }} as period_start,
+    now() as built_at
+from {{ ref('int_orders_joined_to_fills') }} as o
+{% if is_incremental() %}
+where {{ rebuilt_since_last_build('o') }}
+{% endif %}
