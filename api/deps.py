@@ -75,8 +75,8 @@ async def tenant_connection(request: Request, principal: CurrentPrincipal, runti
     request's stream events (if any) are published, so nothing uncommitted is ever announced."""
     if principal.kind != "user":
         raise Forbidden("this endpoint is for tenant users", code="tenant_principal_required")
-    async with tenant_transaction(principal, database=runtime.database) as conn:
-        await tenancy.verify_principal(conn, principal)
+    opening = tenancy.PrincipalCheck(principal)
+    async with tenant_transaction(principal, database=runtime.database, opening=opening) as conn:
         yield conn
     box: Outbox | None = getattr(request.state, "outbox", None)
     if box is not None and box.events:

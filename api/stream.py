@@ -104,8 +104,8 @@ async def _authenticate(websocket: WebSocket) -> Principal:
         raise Unauthorized("authentication required")
     if principal.kind != "user":
         raise Forbidden("the stream is for tenant users")
-    async with tenant_transaction(principal, database=runtime.database) as conn:
-        await tenancy.verify_principal(conn, principal)
+    async with tenant_transaction(principal, database=runtime.database, opening=tenancy.PrincipalCheck(principal)):
+        pass
     return principal
 
 

@@ -1,6 +1,6 @@
 """The pasar_app connection pool and the one code path that sets the tenant: ``tenant_transaction``.
 
-Connections are autocommit so that ``conn.transaction()`` issues a real BEGIN/COMMIT; the tenant is set with
+Connections are autocommit so that a transaction issues a real BEGIN/COMMIT; the tenant is set with
 ``set_config('app.tenant_id', …, true)``, which is local to that transaction, so a connection goes back to the
 pool with no tenant on it whatever happened.
 """
@@ -8,11 +8,11 @@ pool with no tenant on it whatever happened.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Protocol
 from uuid import UUID
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncTransaction
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -22,6 +22,15 @@ Conn = AsyncConnection[DictRow]
 class TenantScoped(Protocol):
     @property
     def tenant_id(self) -> UUID | None: ...
+
+
+class Opening(Protocol):
+    """Statements that ride in the round trip opening a tenant transaction (such as the principal's re-check):
+    ``send`` queues them without reading anything, ``check`` reads their results once that round trip is done."""
+
+    async def send(self, conn: Conn) -> None: ...
+
+    async def check(self) -> None: ...
 
 
 class NoTenantError(RuntimeError):
@@ -60,10 +69,21 @@ class Database:
 
 
 @asynccontextmanager
-async def tenant_transaction(principal: TenantScoped, *, database: Database) -> AsyncIterator[Conn]:
-    """A real transaction on a pasar_app connection, scoped by row-level security to the principal's tenant."""
+async def tenant_transaction(
+    principal: TenantScoped, *, database: Database, opening: Opening | None = None
+) -> AsyncIterator[Conn]:
+    """A real transaction on a pasar_app connection, scoped by row-level security to the principal's tenant.
+
+    BEGIN, set_config and the ``opening`` statements go out in one pipeline: one round trip, not one each. The
+    transaction is entered inside that pipeline and left outside it, so the caller's statements run as usual."""
     if principal.tenant_id is None:
         raise NoTenantError("this principal belongs to no tenant")
-    async with database.pool.connection() as conn, conn.transaction():
-        await conn.execute("select set_config('app.tenant_id', %s, true)", [str(principal.tenant_id)])
+    async with database.pool.connection() as conn, AsyncExitStack() as transaction:
+        async with conn.pipeline():
+            await transaction.enter_async_context(AsyncTransaction(conn))
+            await conn.execute("select set_config('app.tenant_id', %s, true)", [str(principal.tenant_id)])
+            if opening is not None:
+                await opening.send(conn)
+        if opening is not None:
+            await opening.check()
         yield conn

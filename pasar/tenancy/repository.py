@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from psycopg import sql
+from psycopg import AsyncCursor, sql
+from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from pasar.db.pool import Conn
@@ -83,22 +84,31 @@ _GET_USER_AND_TENANT = (
 )
 
 
+_PRINCIPAL_STATE_SQL = """
+    select t.status as tenant_status, u.is_active as user_active, u.role,
+           (k.id is not null and k.revoked_at is null and (k.expires_at is null or k.expires_at > now()))
+               as key_valid
+    from tenancy.tenants t
+    left join tenancy.users u on u.tenant_id = t.id and u.id = %(user_id)s
+    left join tenancy.api_keys k on k.tenant_id = t.id and k.id = %(api_key_id)s
+    where t.id = %(tenant_id)s
+"""
+
+
+async def send_principal_state(
+    conn: Conn, *, tenant_id: UUID, user_id: UUID, api_key_id: UUID | None
+) -> AsyncCursor[DictRow]:
+    """What decides whether a principal may still act: tenant status, user status and role, key validity. Reads
+    nothing, so that it can ride in a pipeline: its row is the returned cursor's ``fetchone()``."""
+    return await conn.execute(
+        _PRINCIPAL_STATE_SQL, {"tenant_id": tenant_id, "user_id": user_id, "api_key_id": api_key_id}
+    )
+
+
 async def principal_state(
     conn: Conn, *, tenant_id: UUID, user_id: UUID, api_key_id: UUID | None
 ) -> dict[str, Any] | None:
-    """What decides whether a principal may still act: tenant status, user status and role, key validity."""
-    cur = await conn.execute(
-        """
-        select t.status as tenant_status, u.is_active as user_active, u.role,
-               (k.id is not null and k.revoked_at is null and (k.expires_at is null or k.expires_at > now()))
-                   as key_valid
-        from tenancy.tenants t
-        left join tenancy.users u on u.tenant_id = t.id and u.id = %(user_id)s
-        left join tenancy.api_keys k on k.tenant_id = t.id and k.id = %(api_key_id)s
-        where t.id = %(tenant_id)s
-        """,
-        {"tenant_id": tenant_id, "user_id": user_id, "api_key_id": api_key_id},
-    )
+    cur = await send_principal_state(conn, tenant_id=tenant_id, user_id=user_id, api_key_id=api_key_id)
     return await cur.fetchone()
 
 

@@ -16,6 +16,8 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import psycopg.errors
+from psycopg import AsyncCursor
+from psycopg.rows import DictRow
 
 from pasar.audit import repository as audit
 from pasar.db.pool import Conn, Database, tenant_transaction
@@ -268,19 +270,32 @@ def _check_state(state: dict[str, Any] | None, *, api_key_id: UUID | None) -> No
         raise Unauthorized("API key revoked or expired", code="api_key_revoked")
 
 
-async def verify_principal(conn: Conn, principal: Principal) -> None:
-    """Inside the request's tenant transaction: the tenant is active, the user too, the key unrevoked, and the
-    role the token carries is still the user's (a changed role needs a new token)."""
-    if principal.kind != "user":
-        return
-    assert principal.tenant_id is not None
-    state = await repository.principal_state(
-        conn, tenant_id=principal.tenant_id, user_id=principal.subject_id, api_key_id=principal.api_key_id
-    )
-    _check_state(state, api_key_id=principal.api_key_id)
-    assert state is not None
-    if principal.role is None or state["role"] != principal.role.value:
-        raise Unauthorized("the user's role changed: get a new token", code="token_stale")
+class PrincipalCheck:
+    """The request's re-check of its principal, inside the request's own tenant transaction: the tenant is active,
+    the user too, the key unrevoked and unexpired, and the role the token carries is still the user's (a changed
+    role needs a new token). An ``Opening`` of ``tenant_transaction``: its query rides in the round trip that
+    opens the transaction."""
+
+    def __init__(self, principal: Principal) -> None:
+        if principal.kind != "user" or principal.tenant_id is None:
+            raise Forbidden("this is for tenant users", code="tenant_principal_required")
+        self.principal = principal
+        self._state: AsyncCursor[DictRow] | None = None
+
+    async def send(self, conn: Conn) -> None:
+        principal = self.principal
+        assert principal.tenant_id is not None
+        self._state = await repository.send_principal_state(
+            conn, tenant_id=principal.tenant_id, user_id=principal.subject_id, api_key_id=principal.api_key_id
+        )
+
+    async def check(self) -> None:
+        assert self._state is not None, "send() first"
+        state = await self._state.fetchone()
+        _check_state(state, api_key_id=self.principal.api_key_id)
+        assert state is not None
+        if self.principal.role is None or state["role"] != self.principal.role.value:
+            raise Unauthorized("the user's role changed: get a new token", code="token_stale")
 
 
 async def tenant_config(conn: Conn, principal: Principal) -> TenantConfig:
