@@ -628,7 +628,8 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         f"raw {raw_bytes / raw.rows:.1f}"
     )
     print(
-        f"EXPLAIN (ANALYZE, BUFFERS) of the merge path (re-runs, corrections) on one more day ({dataset.spare.height:,} new rows):"
+        "EXPLAIN (ANALYZE, BUFFERS) of the merge path (re-runs, corrections) on one more day "
+        f"({dataset.spare.height:,} new rows):"
     )
     for line in plan:
         print(f"    {line}")
