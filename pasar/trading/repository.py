@@ -12,7 +12,8 @@ from functools import cache, lru_cache
 from typing import Any
 from uuid import UUID, uuid4
 
-from psycopg import sql
+from psycopg import AsyncCursor, sql
+from psycopg.rows import DictRow
 
 from pasar.db.pool import Conn
 from pasar.market.frames import Timeframe
@@ -50,8 +51,12 @@ def _update_account_sql(columns: tuple[str, ...]) -> str:
 @cache
 def _insert_order_sql(columns: tuple[str, ...]) -> str:
     return (
-        sql.SQL("insert into trading.orders ({}) values ({})")
-        .format(sql.SQL(", ").join(map(sql.Identifier, columns)), sql.SQL(", ").join(map(sql.Placeholder, columns)))
+        sql.SQL("insert into trading.orders ({}) values ({}) returning {}")
+        .format(
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.SQL(", ").join(map(sql.Placeholder, columns)),
+            _ORDER_SELECT,
+        )
         .as_string(None)
     )
 
@@ -325,20 +330,27 @@ async def bars_after(
 # Orders -----------------------------------------------------------------------------------------------------
 
 
-async def insert_order(conn: Conn, order: dict[str, Any]) -> None:
-    """Fetches nothing, so that it queues in a pipeline with the writes that follow it."""
-    await conn.execute(_insert_order_sql(tuple(column for column in _ORDER_COLUMNS if column in order)), order)
+async def insert_order(conn: Conn, order: dict[str, Any]) -> AsyncCursor[DictRow]:
+    """Fetches nothing, so that it queues in a pipeline with the writes that follow it: the stored row is the
+    returned cursor's ``fetchone()``, once the pipeline is done."""
+    return await conn.execute(_insert_order_sql(tuple(column for column in _ORDER_COLUMNS if column in order)), order)
 
 
-async def update_order(conn: Conn, tenant_id: UUID, order_id: UUID, changes: dict[str, Any]) -> dict[str, Any]:
+async def send_update_order(
+    conn: Conn, tenant_id: UUID, order_id: UUID, changes: dict[str, Any]
+) -> AsyncCursor[DictRow]:
+    """Fetches nothing, so that it can queue in a pipeline: the updated row is the cursor's ``fetchone()``."""
     allowed = {"status", "filled_quantity", "average_price", "reserved_cash", "stop_triggered", "matched_until",
                "quantity", "limit_price", "stop_price", "reject_reason", "reject_message"}  # fmt: skip
     if not changes.keys() <= allowed:
         raise ValueError(f"not updatable: {sorted(changes.keys() - allowed)}")
-    cur = await conn.execute(
+    return await conn.execute(
         _update_order_sql(tuple(sorted(changes))), {**changes, "tenant_id": tenant_id, "order_id": order_id}
     )
-    row = await cur.fetchone()
+
+
+async def update_order(conn: Conn, tenant_id: UUID, order_id: UUID, changes: dict[str, Any]) -> dict[str, Any]:
+    row = await (await send_update_order(conn, tenant_id, order_id, changes)).fetchone()
     assert row is not None
     return row
 

@@ -316,7 +316,7 @@ async def place_order(
                     target_id=tenant_id,
                     details={"day_pnl": context.day_pnl, "day_start_equity": context.day_start_equity},
                 )
-            await repo.insert_order(conn, order)
+            inserted = await repo.insert_order(conn, order)  # final: nothing below changes the order row
             status = OrderStatus.accepted if decision.accepted else OrderStatus.rejected
             await _audit_transition(
                 conn,
@@ -336,9 +336,9 @@ async def place_order(
                     conn, principal, order["id"], ioc_remainder_of, order["status"],
                     {"reason": "immediate-or-cancel remainder"},
                 )  # fmt: skip
-            stored = await repo.get_order(conn, tenant_id, order["id"])
     except psycopg.errors.UniqueViolation as exc:  # a duplicate client_order_id is the caller's mistake
         raise Conflict(f"client_order_id {order['client_order_id']!r} exists already", code="duplicate_order") from exc
+    stored = await inserted.fetchone()
     assert stored is not None
     document = order_document(stored)
     outbox.add("order", document)
@@ -421,11 +421,14 @@ async def _close_order(
 ) -> dict[str, Any]:
     status = _closing(order, event)
     assert principal.tenant_id is not None
-    async with conn.pipeline():  # the audit event is queued first, so both go in the update's round trip
+    async with conn.pipeline():  # the audit event and the update in one round trip, read once it is done
         await _audit_transition(conn, principal, order["id"], order["status"], status.value, {"reason": why})
-        return await repo.update_order(
+        updated = await repo.send_update_order(
             conn, principal.tenant_id, order["id"], {"status": status.value, "reserved_cash": 0}
         )
+    row = await updated.fetchone()
+    assert row is not None
+    return row
 
 
 async def get_order(conn: Conn, principal: Principal, order_id: UUID) -> dict[str, Any]:
