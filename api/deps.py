@@ -1,4 +1,4 @@
-"""Request dependencies: credentials → Principal (once per request) → rate limit → tenant transaction."""
+"""Request dependencies: credentials → Principal and rate limit (once per request) → tenant transaction."""
 
 from __future__ import annotations
 
@@ -28,12 +28,17 @@ async def get_runtime(request: Request) -> Runtime:  # async: a plain def would 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def authenticate(
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def current_principal(
     request: Request,
-    runtime: RuntimeDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal:
+    """The caller, from a Bearer token or an API key, within its request budget. One dependency rather than a
+    chain: FastAPI's per-request cost grows with every node of a route's dependency tree."""
+    runtime: Runtime = request.app.state.runtime
     if bearer is not None:
         principal = runtime.issuer.principal_from_access_token(bearer.credentials)
     elif api_key:
@@ -41,15 +46,6 @@ async def authenticate(
     else:
         raise Unauthorized("authentication required: a Bearer token or an X-API-Key header")
     request.state.principal = principal
-    return principal
-
-
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-async def limited_principal(
-    request: Request, principal: Annotated[Principal, Depends(authenticate)], runtime: RuntimeDep
-) -> Principal:
     if principal.kind != "user":
         return principal
     try:
@@ -67,14 +63,15 @@ async def limited_principal(
     return principal
 
 
-CurrentPrincipal = Annotated[Principal, Depends(limited_principal)]
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-async def tenant_connection(request: Request, principal: CurrentPrincipal, runtime: RuntimeDep) -> AsyncIterator[Conn]:
+async def tenant_connection(request: Request, principal: CurrentPrincipal) -> AsyncIterator[Conn]:
     """The request's transaction: commits when the endpoint returns, before the response is sent; then the
     request's stream events (if any) are published, so nothing uncommitted is ever announced."""
     if principal.kind != "user":
         raise Forbidden("this endpoint is for tenant users", code="tenant_principal_required")
+    runtime: Runtime = request.app.state.runtime
     opening = tenancy.PrincipalCheck(principal)
     async with tenant_transaction(principal, database=runtime.database, opening=opening) as conn:
         yield conn
@@ -87,9 +84,10 @@ async def tenant_connection(request: Request, principal: CurrentPrincipal, runti
 TenantConn = Annotated[Conn, Depends(tenant_connection, scope="function")]
 
 
-async def operator_connection(principal: CurrentPrincipal, runtime: RuntimeDep) -> AsyncIterator[Conn]:
+async def operator_connection(request: Request, principal: CurrentPrincipal) -> AsyncIterator[Conn]:
     if principal.kind != "operator":
         raise Forbidden("this endpoint is for platform operators", code="operator_required")
+    runtime: Runtime = request.app.state.runtime
     async with runtime.database.untenanted_transaction() as conn:
         yield conn
 
