@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from uuid import UUID, uuid4
 
@@ -25,6 +25,7 @@ TENANT_KEY_PREFIX: Literal["psr"] = "psr"
 OPERATOR_KEY_PREFIX: Literal["pso"] = "pso"
 ALGORITHMS = ["HS256"]
 _REQUIRED_CLAIMS = ["exp", "iat", "sub", "aud", "iss", "typ"]
+VERIFIED_TOKENS_KEPT = 10_000
 _password_hasher = PasswordHasher()
 
 
@@ -75,6 +76,9 @@ class TokenIssuer:
     audience: str
     access_ttl: int
     refresh_ttl: int
+    # Access tokens already verified, with their expiry: a client sends the same token with every request, and
+    # checking its signature and claims again costs more CPU than some whole requests.
+    _verified: dict[str, tuple[float, Principal]] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def refresh_audience(self) -> str:
@@ -132,11 +136,14 @@ class TokenIssuer:
         return claims
 
     def principal_from_access_token(self, token: str) -> Principal:
+        verified = self._verified.get(token)
+        if verified is not None and time.time() < verified[0]:  # as PyJWT: valid while now < exp
+            return verified[1]
         claims = self._decode(token, self.audience, "access")
         try:
             kind = claims["knd"]
             role = None if claims.get("rol") is None else Role(claims["rol"])
-            return Principal(
+            principal = Principal(
                 kind=kind,
                 subject_id=UUID(claims["sub"]),
                 tenant_id=None if claims.get("tid") is None else UUID(claims["tid"]),
@@ -146,6 +153,10 @@ class TokenIssuer:
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise Unauthorized("invalid token", code="invalid_token") from exc
+        if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+            del self._verified[next(iter(self._verified))]  # the oldest
+        self._verified[token] = (float(claims["exp"]), principal)
+        return principal
 
     def refresh_claims(self, token: str) -> tuple[UUID, UUID, UUID]:
         """(tenant id, user id, token id) of a valid refresh token."""

@@ -254,6 +254,16 @@ def test_expired_token_is_refused(client: TestClient, secret: str, real_claims: 
     assert_error(client.get("/v1/me", headers=bearer(token)), 401, "token_expired")
 
 
+def test_a_token_verified_before_stops_working_when_it_expires(
+    client: TestClient, secret: str, real_claims: dict[str, Any]
+) -> None:
+    now = int(time.time())
+    token = jwt.encode({**real_claims, "iat": now, "exp": now + 2}, secret, algorithm="HS256")
+    assert client.get("/v1/me", headers=bearer(token)).status_code == 200  # verified, and kept as verified
+    time.sleep(max(0.0, now + 2.05 - time.time()))
+    assert_error(client.get("/v1/me", headers=bearer(token)), 401, "token_expired")
+
+
 @pytest.mark.parametrize("claim", ["exp", "iat", "sub", "aud", "iss", "typ"])
 def test_token_missing_a_required_claim_is_refused(
     client: TestClient, secret: str, real_claims: dict[str, Any], claim: str
