@@ -16,16 +16,17 @@ tenants; a single tenant's ceiling is its lock hold time.
 
 Bar (issue 4): >= 500 orders/s at p95 <= 50 ms.
 
-Where an order's time goes. A filled market order is now 8 round trips and 17 statements (it was 23 of each): the
-request's BEGIN, set_config and principal check (3); the key claim, account lock and book read in one pipeline (1);
-the bars (1); the final order row, its fill, position, ledger entry, cash and audit events in one pipeline (1); the
-stored idempotent answer (1); COMMIT with its WAL flush (1). A cancel is 6 round trips (it was 8). Measured on this
-2-core machine shared with other work (``python -m bench.orders --duration 30``), CPU per order-path request:
-before, API 5.6 ms and PostgreSQL 3.6 ms, 57 orders/s, p95 407 ms; after, API 3.5 ms and PostgreSQL 1.9 ms, 139-147
-orders/s, p95 145-194 ms, with the order path getting only 50-67% of the CPUs. The CPU-bound ceiling printed below
-is what the 2 cores could do alone (~270 orders/s); the rest of the API's time is FastAPI's request and dependency
-handling, the per-request principal check transaction, and psycopg's per-statement cost, which is why ``GET
-/healthz`` alone tops out near 1,100-1,400 req/s here.
+Where an order's time goes. A filled market order is 6 round trips (it was 23, then 8): the request's opening, one
+pipeline of BEGIN, set_config and the principal re-check (1); the key claim, account lock and book read in one
+pipeline (1); the bars (1); the order row (returned by its insert), its fill, position, ledger entry, cash and audit
+events in one pipeline (1); the stored idempotent answer (1); COMMIT with its WAL flush (1). A cancel is 4 (opening,
+account and order locks, audit event and update, COMMIT). Measured on this 2-core machine shared with other work
+(``python -m bench.orders --duration 20``), CPU per order-path request: first, API 5.6 ms and PostgreSQL 3.6 ms, 57
+orders/s; then API 3.5 ms and PostgreSQL 2.0-2.3 ms, 139-159 orders/s, p95 145-194 ms; now API 2.5-2.7 ms and
+PostgreSQL 1.75-2.0 ms, 305-315 orders/s, p95 71-77 ms, with the order path getting ~90% of the CPUs. The CPU-bound
+ceiling printed below is what the 2 cores could do alone (~325 orders/s). Of the API's CPU, about half is psycopg's
+client-side cost per statement and round trip (~18 statements per filled order), a quarter FastAPI and uvicorn
+(request parsing, routing, dependency solving, middleware, response), the rest the order logic itself.
 
     python -m bench.orders [--duration 30] [--tenants 8] [--clients-per-tenant 2] [--workers 2] [--home DIR]
 
