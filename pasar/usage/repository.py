@@ -15,16 +15,24 @@ from pasar.usage.models import UsageEvent
 
 
 async def insert_events(conn: Conn, events: Sequence[UsageEvent]) -> None:
-    """Duplicates (same tenant, key and time) are dropped by the primary key."""
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            "insert into usage.events (tenant_id, ts, idempotency_key, kind, quantity, cost, details) "
-            "values (%s, %s, %s, %s, %s, %s, %s) on conflict do nothing",
-            [
-                (e.tenant_id, e.ts, e.idempotency_key, e.kind.value, e.quantity, e.cost, Jsonb(e.details))
-                for e in events
-            ],
-        )
+    """One statement for the whole batch (arrays unnested server-side, not a row per execution); duplicates (same
+    tenant, key and time) are dropped by the primary key."""
+    if not events:
+        return
+    await conn.execute(
+        "insert into usage.events (tenant_id, ts, idempotency_key, kind, quantity, cost, details) "
+        "select * from unnest(%s::uuid[], %s::timestamptz[], %s::text[], %s::text[], %s::int8[], %s::int8[], "
+        "%s::jsonb[]) on conflict do nothing",
+        [
+            [e.tenant_id for e in events],
+            [e.ts for e in events],
+            [e.idempotency_key for e in events],
+            [e.kind.value for e in events],
+            [e.quantity for e in events],
+            [e.cost for e in events],
+            [Jsonb(e.details) for e in events],
+        ],
+    )
 
 
 def rollup_day(conn: psycopg.Connection[Any], day: date) -> int:
