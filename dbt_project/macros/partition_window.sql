@@ -1,19 +1,29 @@
 {#
-    The partition window of an incremental model: Dagster passes vars start/end (ISO timestamps, [start, end)).
-    Without them an incremental run starts `lookback` before the newest stored value of `column` in the target;
-    a full refresh (or the first build) takes everything.
+    The partition window of an incremental model: Dagster's daily job passes [start, end) as ISO timestamps in the
+    environment variables PASAR_DBT_WINDOW_START and PASAR_DBT_WINDOW_END (pasar.analytics.dbt.window_env). They are
+    read only when the build executes, never while dbt parses: dbt re-parses the whole project when --vars change,
+    and every file that read an environment variable whose value changed, which would cost each daily build a full
+    parse. Without them an incremental run starts `lookback` before the newest stored value of `column` in the
+    target; a full refresh (or the first build) takes everything.
 #}
+{% macro partition_window(bound) -%}
+    {%- if execute -%}
+        {{ return(env_var('PASAR_DBT_WINDOW_' ~ bound | upper, '') or none) }}
+    {%- endif -%}
+    {{ return(none) }}
+{%- endmacro %}
+
 {% macro window_start(column, lookback="interval '1 day'") -%}
-    {%- if var('start', none) is not none -%}
-        cast('{{ var("start") }}' as timestamptz)
+    {%- if partition_window('start') is not none -%}
+        cast('{{ partition_window("start") }}' as timestamptz)
     {%- else -%}
         {{ incremental_watermark(column, lookback) }}
     {%- endif -%}
 {%- endmacro %}
 
 {% macro window_end() -%}
-    {%- if var('end', none) is not none -%}
-        cast('{{ var("end") }}' as timestamptz)
+    {%- if partition_window('end') is not none -%}
+        cast('{{ partition_window("end") }}' as timestamptz)
     {%- else -%}
         'infinity'::timestamptz
     {%- endif -%}

@@ -21,7 +21,6 @@ from orchestration.defs.analytics import compliance_monthly_schedule, report_ten
 from orchestration.defs.analytics.assets import (
     REPORT_TENANTS,
     analytics_dbt_assets,
-    bars_daily_dbt_assets,
     compliance_report,
     compliance_report_inputs,
     dbt_docs,
@@ -72,13 +71,15 @@ def test_definitions_give_dbt_assets_lineage_checks_groups_and_schedules() -> No
     assert orders.group_names_by_key[dg.AssetKey("fct_orders")] == "analytics"
     rpt = defs.resolve_assets_def("rpt_surveillance_alerts")
     assert rpt.group_names_by_key[dg.AssetKey("rpt_surveillance_alerts")] == "compliance"
-    assert defs.resolve_assets_def("fct_bars_daily").partitions_def is not None
-    assert defs.resolve_assets_def("fct_orders").partitions_def is None
+    # One multi-asset (one dbt process per run): fct_bars_daily by IDX day, the other models unpartitioned.
+    assert defs.resolve_assets_def("fct_bars_daily") is defs.resolve_assets_def("fct_orders")
+    assert orders.specs_by_key[dg.AssetKey("fct_bars_daily")].partitions_def is not None
+    assert orders.specs_by_key[dg.AssetKey("fct_orders")].partitions_def is None
     schedules = {schedule.name for schedule in defs.get_repository_def().schedule_defs}
-    assert {"bars_daily_schedule", "analytics_daily_schedule", "compliance_monthly_schedule"} <= schedules
-    assert {"analytics_job", "bars_daily_job", "compliance_report_job"} <= {
-        job.name for job in defs.resolve_all_job_defs()
-    }
+    assert {"analytics_daily_schedule", "dbt_docs_weekly_schedule", "compliance_monthly_schedule"} <= schedules
+    jobs = {job.name: job for job in defs.resolve_all_job_defs()}
+    assert {"analytics_daily_job", "dbt_docs_job", "compliance_report_job"} <= set(jobs)
+    assert jobs["analytics_daily_job"].partitions_def is not None
 
 
 def _seed_february(urls: DatabaseUrls, tenant_id: str, user_id: str) -> tuple[str, list[str]]:
@@ -159,11 +160,9 @@ def _report_lifecycle(
     report_dir = Path(settings.home) / "reports" / slug / "2026-02"
     assert not report_dir.exists()
 
-    # The daily bars of that day, by partition (dbt gets the window as vars start/end)...
-    daily = dg.materialize([bars_daily_dbt_assets], partition_key="2026-02-02", resources=resources, instance=instance)
-    assert daily.success
-    # ... then every mart, with the dbt tests as asset checks.
-    built = dg.materialize([analytics_dbt_assets], resources=resources, instance=instance)
+    # The daily job's run of that day: every mart in one dbt build, the day's window as vars start/end, the dbt
+    # tests as asset checks.
+    built = dg.materialize([analytics_dbt_assets], partition_key="2026-02-02", resources=resources, instance=instance)
     assert built.success
     materialized = {
         event.asset_key.to_user_string() for event in built.get_asset_materialization_events() if event.asset_key

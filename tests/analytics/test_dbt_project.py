@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -22,7 +23,7 @@ from pasar.analytics import dbt
 from pasar.config import Settings
 from pasar.db.urls import DatabaseUrls
 from tests.analytics import seed
-from tests.analytics.conftest import Invoke, World, run_dbt, run_results
+from tests.analytics.conftest import DBT_TIMEOUT_S, Invoke, World, run_dbt, run_results
 from tests.conftest import MakeTenant
 
 TENANT_MARTS = {
@@ -380,6 +381,33 @@ def test_incremental_builds_pick_up_new_changed_and_late_rows_like_a_full_refres
 
     run_dbt(["build", "--full-refresh", "--exclude", "test_type:unit"], settings, world.target_path)
     assert fingerprints(etl) == incremental
+
+
+def test_the_daily_build_tests_the_rows_it_wrote_and_every_other_build_every_row(
+    world: World, settings: Settings
+) -> None:
+    """Dagster's daily build passes its window: the data tests of an incremental model read the rows with the
+    newest built_at (those that build wrote); a view's tests, and every test of a build without a window, read
+    every row."""
+    day = datetime(2026, 2, 2, tzinfo=ZoneInfo("Asia/Jakarta"))
+    for env, scoped in ((dbt.window_env(day, day + timedelta(days=1)), True), ({}, False)):
+        result = dbt.run_dbt(
+            ["compile", "--select", "fct_orders", "stg_trading__orders"],
+            settings,
+            target_path=world.target_path,
+            env=env,
+            timeout=DBT_TIMEOUT_S,
+        )
+        assert result.returncode == 0, result.stdout[-4000:]
+        nodes = json.loads((world.target_path / "manifest.json").read_text())["nodes"].values()
+        tests: dict[tuple[str, str], list[str]] = {}
+        for node in nodes:
+            if node["resource_type"] == "test" and node.get("compiled_code") and node.get("test_metadata"):
+                key = (node["attached_node"].rsplit(".", 1)[-1], node["test_metadata"]["name"])
+                tests.setdefault(key, []).append(node["compiled_code"])
+        for name in ("unique_combination_of_columns", "relationships_in_tenant", "not_null", "expression_is_true"):
+            assert all(("max(built_at)" in code) is scoped for code in tests[("fct_orders", name)]), (name, env)
+        assert not any("built_at" in code for code in tests[("stg_trading__orders", "unique_combination_of_columns")])
 
 
 def test_an_analyst_login_sees_only_its_own_tenant_whatever_it_sets(world: World, pasar_cli: Invoke) -> None:

@@ -6,10 +6,10 @@ from typing import Any
 
 import dagster as dg
 
+from orchestration import partitions
 from orchestration.defs.analytics.assets import (
     REPORT_TENANTS,
     analytics_dbt_assets,
-    bars_daily_dbt_assets,
     compliance_report,
     compliance_report_inputs,
     dbt_docs,
@@ -21,15 +21,17 @@ from orchestration.defs.analytics.resources import app_database_resource, dbt_re
 from orchestration.resources import PasarDatabase
 from pasar.compliance import repository as compliance_repository
 
-analytics_job = dg.define_asset_job(
-    "analytics_job",
-    selection=dg.AssetSelection.assets(analytics_dbt_assets, dbt_docs),
-    description="dbt build of every mart and compliance model (tests as checks), then the docs.",
+analytics_daily_job = dg.define_asset_job(
+    "analytics_daily_job",
+    selection=dg.AssetSelection.assets(analytics_dbt_assets),
+    partitions_def=partitions.synthetic_daily,
+    description="One IDX day: every mart and compliance model in one dbt build (the day's window as vars start/end; "
+    "the incremental models' tests read the rows the build wrote, the others' every row; unit tests left to CI).",
 )
-bars_daily_job = dg.define_asset_job(
-    "bars_daily_job",
-    selection=dg.AssetSelection.assets(bars_daily_dbt_assets),
-    description="fct_bars_daily for one IDX day (the partition window is dbt's start/end).",
+dbt_docs_job = dg.define_asset_job(
+    "dbt_docs_job",
+    selection=dg.AssetSelection.assets(dbt_docs),
+    description="dbt docs generate (the docs change with the project, not with the day's data).",
 )
 compliance_report_job = dg.define_asset_job(
     "compliance_report_job",
@@ -37,14 +39,14 @@ compliance_report_job = dg.define_asset_job(
     description="One tenant's monthly compliance report; its inputs' blocking check gates the rendering.",
 )
 
-# 17:30 WIB, after the synthetic day is loaded at 17:00: the day's daily bars, then every mart.
-bars_daily_schedule = dg.build_schedule_from_partitioned_job(
-    bars_daily_job, name="bars_daily_schedule", hour_of_day=17, minute_of_hour=30
+# 17:30 WIB, after the synthetic day is loaded at 17:00: the day's marts, in one dbt process.
+analytics_daily_schedule = dg.build_schedule_from_partitioned_job(
+    analytics_daily_job, name="analytics_daily_schedule", hour_of_day=17, minute_of_hour=30
 )
-analytics_schedule = dg.ScheduleDefinition(
-    name="analytics_daily_schedule",
-    job=analytics_job,
-    cron_schedule="45 17 * * *",
+dbt_docs_schedule = dg.ScheduleDefinition(
+    name="dbt_docs_weekly_schedule",
+    job=dbt_docs_job,
+    cron_schedule="0 6 * * 0",
     execution_timezone="Asia/Jakarta",
 )
 
@@ -91,13 +93,12 @@ assets: list[Any] = [
     market_bars,
     *platform_tables,
     analytics_dbt_assets,
-    bars_daily_dbt_assets,
     dbt_docs,
     compliance_report_inputs,
     compliance_report,
 ]
-jobs = [analytics_job, bars_daily_job, compliance_report_job]
-schedules = [bars_daily_schedule, analytics_schedule, compliance_monthly_schedule]
+jobs = [analytics_daily_job, dbt_docs_job, compliance_report_job]
+schedules = [analytics_daily_schedule, dbt_docs_schedule, compliance_monthly_schedule]
 sensors = [report_tenants_sensor]
 
 __all__ = ["assets", "jobs", "resources", "schedules", "sensors"]

@@ -1,8 +1,10 @@
 """The dbt project as Dagster assets, its docs, and the compliance reports.
 
 * ``analytics_dbt_assets``: every dbt model (dbt tests are their asset checks), built with ``dbt build`` as
-  pasar_etl. ``bars_daily_dbt_assets``: the incremental ``fct_bars_daily``, one IDX day per partition, the
-  partition window passed to dbt as vars ``start``/``end``.
+  pasar_etl in one dbt invocation. ``fct_bars_daily`` (dbt tag ``partitioned_daily``) is partitioned by IDX day,
+  every other model is not: a run of a day (the daily job) builds the selected models in one ``dbt build`` with the
+  partition's window in dbt's environment (:func:`pasar.analytics.dbt.window_env`) and without the unit tests; a run
+  without a partition is a plain ``dbt build`` of its selection.
 * Lineage: dbt sources name their Dagster asset in ``meta.dagster.asset_key`` (dbt_project/models/staging/
   _sources.yml): market instruments are the ``instruments`` asset; ``market/bars`` (below) is the bars table the
   three ingestion assets write; the trading, usage, audit and tenancy tables the API writes are external assets.
@@ -71,7 +73,11 @@ tenant_months = dg.MultiPartitionsDefinition({"tenant": report_tenants, "month":
 
 
 class PasarDbtTranslator(DagsterDbtTranslator):
-    """Groups by the project's folders: compliance reports in ``compliance``, every other model in ``analytics``."""
+    """Groups by the project's folders: compliance reports in ``compliance``, every other model in ``analytics``;
+    the models tagged ``partitioned_daily`` are partitioned by IDX day."""
+
+    def get_partitions_def(self, dbt_resource_props: Mapping[str, Any]) -> dg.PartitionsDefinition[Any] | None:
+        return partitions.synthetic_daily if DAILY_TAG in dbt_resource_props.get("tags", []) else None
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         fqn = list(dbt_resource_props.get("fqn", []))
@@ -121,33 +127,22 @@ platform_tables = [
 
 @dbt_assets(
     manifest=MANIFEST,
-    exclude=f"tag:{DAILY_TAG}",
     dagster_dbt_translator=TRANSLATOR,
     name="analytics_dbt_assets",
     retry_policy=RETRY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def analytics_dbt_assets(
     context: dg.AssetExecutionContext, dbt_cli: analytics_resources.PasarDbtCli, database: PasarDatabase
 ) -> Iterator[Any]:
-    """``dbt build`` of the selected models with their tests (asset checks) and unit tests."""
-    yield from dbt_cli.invoke(["build"], context=context, conninfo=database.conninfo()).stream()
-
-
-@dbt_assets(
-    manifest=MANIFEST,
-    select=f"tag:{DAILY_TAG}",
-    partitions_def=partitions.synthetic_daily,
-    dagster_dbt_translator=TRANSLATOR,
-    name="bars_daily_dbt_assets",
-    retry_policy=RETRY,
-)
-def bars_daily_dbt_assets(
-    context: dg.AssetExecutionContext, dbt_cli: analytics_resources.PasarDbtCli, database: PasarDatabase
-) -> Iterator[Any]:
-    """One IDX day of fct_bars_daily: the partition's window is the incremental model's [start, end)."""
-    window = context.partition_time_window
-    dbt_vars = json.dumps({"start": window.start.isoformat(), "end": window.end.isoformat()})
-    yield from dbt_cli.invoke(["build", "--vars", dbt_vars], context=context, conninfo=database.conninfo()).stream()
+    """One ``dbt build`` of the selected models with their tests (asset checks): with a partition (one day, or a
+    backfill's range in one run), the daily build of that window; without, every row tested and the unit tests."""
+    if context.has_partition_key or context.has_partition_key_range:
+        window = context.partition_time_window
+        args, env = list(dbt.DAILY_BUILD_ARGS), dbt.window_env(window.start, window.end)
+    else:
+        args, env = ["build"], {}
+    yield from dbt_cli.build(args, context=context, conninfo=database.conninfo(), env=env)
 
 
 class DocsConfig(dg.Config):
@@ -158,7 +153,7 @@ class DocsConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP,
-    deps=[analytics_dbt_assets, bars_daily_dbt_assets],
+    deps=[analytics_dbt_assets],
     retry_policy=RETRY,
     kinds={"dbt"},
     description="The dbt docs site (dbt docs generate): every model, column, test and source with lineage; "

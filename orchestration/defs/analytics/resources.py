@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 import dagster as dg
@@ -23,6 +24,7 @@ from pasar.db.urls import database_urls
 from pasar.tenancy.models import Principal
 
 R = TypeVar("R")
+PARTIAL_PARSE = "partial_parse.msgpack"
 
 _environ_lock = threading.Lock()
 
@@ -60,11 +62,43 @@ class PasarDbtCli(DbtCliResource):
         return version.parse(installed)
 
     def invoke(
-        self, args: Sequence[str], *, context: dg.AssetExecutionContext | None, conninfo: str
+        self,
+        args: Sequence[str],
+        *,
+        context: dg.AssetExecutionContext | None,
+        conninfo: str,
+        env: Mapping[str, str] | None = None,
     ) -> DbtCliInvocation:
+        """``dbt <args>`` as the role of ``conninfo``, with ``env`` (e.g. the partition window) in dbt's environment."""
         target = Path(self.target_root) / f"dbt-{uuid4().hex[:12]}" if self.target_root else None
-        with _environ({**dbt.dbt_env_for(conninfo), **dbt.OFFLINE_ENV}):
+        with _environ({**dbt.dbt_env_for(conninfo), **dbt.OFFLINE_ENV, **(env or {})}):
             return self.cli(list(args), context=context, target_path=target)
+
+    def build(
+        self,
+        args: Sequence[str],
+        *,
+        context: dg.AssetExecutionContext,
+        conninfo: str,
+        env: Mapping[str, str] | None = None,
+    ) -> Iterator[Any]:
+        """The events of ``dbt <args>`` (see :meth:`invoke`); once it succeeded, its partial parse becomes the one
+        every invocation starts from. dagster-dbt copies dbt_project/target/partial_parse.msgpack into each
+        invocation's target; the one ``dbt parse`` wrote at import holds the parse-only profile, which dbt sees as a
+        changed profile (a full parse, seconds, on every run) until a real invocation's replaces it."""
+        invocation = self.invoke(args, context=context, conninfo=conninfo, env=env)
+        yield from invocation.stream()
+        _keep_partial_parse(invocation.target_path)
+
+
+def _keep_partial_parse(target: Path) -> None:
+    source = target / PARTIAL_PARSE
+    if not source.exists():
+        return
+    destination = dbt.DEFAULT_TARGET_PATH / PARTIAL_PARSE
+    staged = destination.with_name(f"{PARTIAL_PARSE}.{uuid4().hex[:8]}")
+    shutil.copyfile(source, staged)
+    os.replace(staged, destination)  # atomic: a concurrent invocation copies the old file or the new, never half
 
 
 def dbt_resource(target_root: Path | None = None) -> PasarDbtCli:

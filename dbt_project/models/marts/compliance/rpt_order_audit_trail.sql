@@ -6,6 +6,7 @@
 {{ config(
     materialized='incremental',
     unique_key=['tenant_id', 'order_id'],
+    indexes=[{'columns': ['tenant_id', 'order_id']}, {'columns': ['built_at']}],
     incremental_strategy='delete+insert',
     on_schema_change='fail'
 ) }}

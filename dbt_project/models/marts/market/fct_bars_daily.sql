@@ -1,6 +1,7 @@
 {{ config(
     materialized='incremental',
     unique_key=['instrument_id', 'trading_date'],
+    indexes=[{'columns': ['instrument_id', 'trading_date']}, {'columns': ['built_at']}],
     incremental_strategy='delete+insert',
     on_schema_change='fail',
     tags=['partitioned_daily']
@@ -8,8 +9,8 @@
 -- Daily OHLCV per instrument and local trading day (the calendar's time zone), from the instrument's finest
 -- series: open, high, low, close, volume, the bar VWAP (typical price (h+l+c)/3 weighted by volume), and the
 -- session's first and last bar. Incremental: each run re-aggregates every trading day that overlaps its window
--- [start, end) — vars from the Dagster partition, else from a day before the newest stored bar — and replaces
--- those days (delete+insert on instrument_id, trading_date). Bars are read one day beyond each edge of the window so
+-- [start, end) — the Dagster partition's (macro partition_window), else from a day before the newest stored bar —
+-- and replaces those days (delete+insert on instrument_id, trading_date). Bars are read one day beyond each edge of the window so
 -- that a day cut by it is re-aggregated whole.
 with instruments as (
     select * from {{ ref('int_instruments_joined_to_bar_series') }}
