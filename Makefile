@@ -47,6 +47,7 @@ bench: install-test
 	$(RUN) python -m bench.features
 	$(RUN) python -m bench.orders
 	$(RUN) python -m bench.inference
+	$(RUN) python -m bench.dbt --bars 1000000
 
 clean:
 	-$(RUN) pasar db stop
