@@ -203,16 +203,25 @@ def copy_bars(
 
 def _range_holds_bars(conn: psycopg.Connection[Any], frame: pl.DataFrame, refs: dict[str, InstrumentRef]) -> bool:
     """Whether market.bars has any row of the batch's instruments and timeframes between its first and last bar
-    (a superset of the rows the batch could collide with)."""
+    (a superset of the rows the batch could collide with). Only the series whose span in market.bar_series
+    overlaps the batch are probed, so a day appended after the stored ones costs one small-table read; a row the
+    index missed would still be caught by the primary key (``write_bars`` then merges)."""
     row = conn.execute(
-        "select exists (select 1 from market.bars where instrument_id = any(%s) and timeframe = any(%s) "
-        "and ts between %s and %s)",
-        [
-            sorted({refs[symbol].id for symbol in frame["symbol"].unique().to_list()}),
-            frame["timeframe"].unique().to_list(),
-            frame["ts"].min(),
-            frame["ts"].max(),
-        ],
+        """
+        select exists (
+            select 1 from market.bar_series s
+            where s.instrument_id = any(%(ids)s) and s.timeframe = any(%(timeframes)s)
+              and s.first_ts <= %(last)s and s.last_ts >= %(first)s
+              and exists (select 1 from market.bars b
+                          where b.instrument_id = s.instrument_id and b.timeframe = s.timeframe
+                            and b.ts between %(first)s and %(last)s))
+        """,
+        {
+            "ids": sorted({refs[symbol].id for symbol in frame["symbol"].unique().to_list()}),
+            "timeframes": frame["timeframe"].unique().to_list(),
+            "first": frame["ts"].min(),
+            "last": frame["ts"].max(),
+        },
     ).fetchone()
     return bool(row and row[0])
 

@@ -202,6 +202,30 @@ def test_a_load_racing_another_that_committed_first_merges_instead(
     assert len(_stored(etl, start)) == len(before)
 
 
+def test_a_bar_written_behind_the_series_index_is_merged_not_duplicated(
+    urls: DatabaseUrls, etl: psycopg.Connection[Any]
+) -> None:
+    """The range check reads market.bar_series first; a row some other writer put in market.bars without it is
+    still caught (by the primary key) and the batch merged."""
+    ts = datetime(2032, 3, 1, 2, tzinfo=UTC)
+    service.load_frame(etl, _frame("PGAS", [(ts, 1500, 1510, 1490, 1500, 100)], "1h"), source="t")
+    with psycopg.connect(urls.owner, autocommit=True) as owner:  # the loader itself may only widen the index
+        owner.execute("delete from market.bar_series where timeframe = '1h' and first_ts = %s", [ts])
+    report = service.load_frame(
+        etl,
+        _frame(
+            "PGAS", [(ts, 1500, 1510, 1490, 1505, 100), (ts + timedelta(hours=1), 1505, 1510, 1500, 1500, 50)], "1h"
+        ),
+        source="t",
+    )
+    assert report.rows_written == 2  # one changed, one new
+    rows = etl.execute(
+        "select ts, close from market.bars b join market.instruments i on i.id = b.instrument_id "
+        "where i.symbol = 'PGAS' and b.timeframe = '1h' order by ts"
+    ).fetchall()
+    assert rows == [(ts, Decimal("1505")), (ts + timedelta(hours=1), Decimal("1500"))]
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [(float("nan"), "NaN or infinite"), (float("inf"), "NaN or infinite"), (None, "missing values in columns: close")],
@@ -212,7 +236,12 @@ def test_bars_without_a_finite_price_are_refused_whole(etl: psycopg.Connection[A
     frame = frame.with_columns(pl.when(pl.col("ts") > ts).then(value).otherwise(pl.col("close")).alias("close"))
     with pytest.raises(BarFrameError, match=message):
         service.load_frame(etl, frame, source="t")
-    assert etl.execute("select count(*) from market.bars where ts >= %s", [ts]).fetchone() == (0,)
+    stored = etl.execute(
+        "select count(*) from market.bars b join market.instruments i on i.id = b.instrument_id "
+        "where i.symbol = 'UNVR' and b.ts >= %s",
+        [ts],
+    ).fetchone()
+    assert stored == (0,)
 
 
 def test_a_changed_bar_is_updated_not_duplicated(etl: psycopg.Connection[Any]) -> None:
