@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import cache, lru_cache
 from typing import Any
@@ -18,7 +18,8 @@ from psycopg.rows import DictRow
 from pasar.db.pool import Conn
 from pasar.market.frames import Timeframe
 from pasar.market.repository import InstrumentRow
-from pasar.tenancy.models import TenantConfig
+from pasar.request_context import current_request_id
+from pasar.tenancy.models import Principal, TenantConfig
 from pasar.trading.ledger import Entry
 
 _TIMEFRAME_ORDER = [timeframe.value for timeframe in Timeframe]
@@ -44,19 +45,6 @@ def _update_account_sql(columns: tuple[str, ...]) -> str:
     return (
         sql.SQL("update trading.accounts set {}, updated_at = now() where tenant_id = %(tenant_id)s")
         .format(_assignments(columns))
-        .as_string(None)
-    )
-
-
-@cache
-def _insert_order_sql(columns: tuple[str, ...]) -> str:
-    return (
-        sql.SQL("insert into trading.orders ({}) values ({}) returning {}")
-        .format(
-            sql.SQL(", ").join(map(sql.Identifier, columns)),
-            sql.SQL(", ").join(map(sql.Placeholder, columns)),
-            _ORDER_SELECT,
-        )
         .as_string(None)
     )
 
@@ -335,12 +323,6 @@ async def bars_after(
 # Orders -----------------------------------------------------------------------------------------------------
 
 
-async def insert_order(conn: Conn, order: dict[str, Any]) -> AsyncCursor[DictRow]:
-    """Fetches nothing, so that it queues in a pipeline with the writes that follow it: the stored row is the
-    returned cursor's ``fetchone()``, once the pipeline is done."""
-    return await conn.execute(_insert_order_sql(tuple(column for column in _ORDER_COLUMNS if column in order)), order)
-
-
 async def send_update_order(
     conn: Conn, tenant_id: UUID, order_id: UUID, changes: dict[str, Any]
 ) -> AsyncCursor[DictRow]:
@@ -416,6 +398,139 @@ async def orders_since(conn: Conn, tenant_id: UUID, since: datetime) -> int:
     )
     row = await cur.fetchone()
     return int(row["n"]) if row else 0
+
+
+# The new order's writes in one statement -----------------------------------------------------------------------
+
+# Every row is passed as JSON and typed by its table's row type, so the statement's text is one whatever the order
+# did (filled or not, audited once or three times): the data-modifying parts run together, their foreign keys
+# checked at the statement's end and the ledger's balance at commit. Nothing here decides anything.
+_RECORD_ORDER_SQL = """
+with account as (
+    update trading.accounts set cash = coalesce(%(cash)s::bigint, cash),
+                                loss_limited_on = coalesce(%(loss_limited_on)s::date, loss_limited_on),
+                                updated_at = now()
+    where tenant_id = %(tenant)s and (%(cash)s::bigint is not null or %(loss_limited_on)s::date is not null)
+), new_order as (
+    insert into trading.orders ({order_columns})
+    select {order_columns} from jsonb_populate_recordset(null::trading.orders, %(orders)s::jsonb)
+), fill as (
+    insert into trading.fills ({fill_columns})
+    select {fill_columns} from jsonb_populate_recordset(null::trading.fills, %(fills)s::jsonb)
+), position as (
+    insert into trading.positions (tenant_id, instrument_id, quantity, avg_cost, realized_pnl)
+    select tenant_id, instrument_id, quantity, avg_cost, realized_pnl
+    from jsonb_populate_recordset(null::trading.positions, %(positions)s::jsonb)
+    on conflict (tenant_id, instrument_id) do update
+        set quantity = excluded.quantity, avg_cost = excluded.avg_cost, realized_pnl = excluded.realized_pnl,
+            updated_at = now()
+), entry as (
+    insert into trading.ledger_entries (tenant_id, id, kind, reference)
+    select tenant_id, id, kind, reference
+    from jsonb_populate_recordset(null::trading.ledger_entries, %(entries)s::jsonb)
+), line as (
+    insert into trading.ledger_lines (tenant_id, entry_id, line_no, account, amount)
+    select tenant_id, entry_id, line_no, account, amount
+    from jsonb_populate_recordset(null::trading.ledger_lines, %(lines)s::jsonb)
+), event as (
+    insert into audit.events (tenant_id, actor_type, actor_id, action, target_type, target_id, details, request_id)
+    select tenant_id, actor_type, actor_id, action, target_type, target_id, details, request_id
+    from jsonb_populate_recordset(null::audit.events, %(events)s::jsonb)
+)
+update trading.idempotency_keys set response_status = %(answer_status)s, response_body = %(answer_body)s
+where tenant_id = %(tenant)s and scope = %(scope)s and key = %(key)s
+"""
+
+
+def _json_default(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime | date) else str(value)
+
+
+def _rows(rows: Sequence[dict[str, Any]]) -> str:
+    return json.dumps(rows, default=_json_default, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class FillRows:
+    """What one fill writes besides its order: the fill row, the position after it, its ledger entry, the cash."""
+
+    fill: dict[str, Any]
+    position: dict[str, Any]  # quantity, avg_cost, realized_pnl
+    entry: Entry
+    cash: int
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    action: str
+    target_type: str
+    target_id: UUID
+    details: dict[str, Any]
+
+
+@cache
+def _record_order_sql(order_columns: tuple[str, ...]) -> str:
+    fill_columns = ("tenant_id", "order_id", "execution_id", "instrument_id", "side", "quantity", "price", "value",
+                    "commission", "tax", "realized_pnl", "executed_at")  # fmt: skip
+    return _RECORD_ORDER_SQL.format(
+        order_columns=sql.SQL(", ").join(map(sql.Identifier, order_columns)).as_string(None),
+        fill_columns=sql.SQL(", ").join(map(sql.Identifier, fill_columns)).as_string(None),
+    )
+
+
+async def record_order(
+    conn: Conn,
+    principal: Principal,
+    order: dict[str, Any],
+    *,
+    fill: FillRows | None,
+    events: Sequence[AuditEvent],
+    loss_limited_on: date | None,
+    answer: tuple[str, str, int, str] | None,
+) -> None:
+    """Write a new order in its final state with its fill (position, ledger entry, cash), the account's loss-limit
+    day, its audit events and the idempotent answer (scope, key, status, body): one statement, one round trip.
+    A duplicate client_order_id raises UniqueViolation."""
+    tenant_id = order["tenant_id"]
+    entries: list[dict[str, Any]] = []
+    lines: list[dict[str, Any]] = []
+    positions: list[dict[str, Any]] = []
+    if fill is not None:
+        entry_id = uuid4()
+        entries.append({"tenant_id": tenant_id, "id": entry_id, "kind": fill.entry.kind,
+                        "reference": fill.fill["execution_id"]})  # fmt: skip
+        lines.extend(
+            {"tenant_id": tenant_id, "entry_id": entry_id, "line_no": line_no, "account": line.account.value,
+             "amount": line.amount}
+            for line_no, line in enumerate(fill.entry.lines)
+        )  # fmt: skip
+        positions.append({**fill.position, "tenant_id": tenant_id, "instrument_id": order["instrument_id"]})
+    request_id = current_request_id()
+    audit_rows = [
+        {"tenant_id": tenant_id, "actor_type": principal.actor_type, "actor_id": principal.actor_id,
+         "action": event.action, "target_type": event.target_type, "target_id": str(event.target_id),
+         "details": event.details, "request_id": request_id}
+        for event in events
+    ]  # fmt: skip
+    scope, key, status, body = answer if answer is not None else (None, None, None, None)
+    await conn.execute(
+        _record_order_sql(tuple(order)),
+        {
+            "tenant": tenant_id,
+            "cash": None if fill is None else fill.cash,
+            "loss_limited_on": loss_limited_on,
+            "orders": _rows([order]),
+            "fills": _rows([] if fill is None else [fill.fill]),
+            "positions": _rows(positions),
+            "entries": _rows(entries),
+            "lines": _rows(lines),
+            "events": _rows(audit_rows),
+            "answer_status": status,
+            "answer_body": body,
+            "scope": scope,
+            "key": key,
+        },
+    )
 
 
 # Fills and positions ----------------------------------------------------------------------------------------
@@ -655,12 +770,3 @@ async def get_idempotency_key(conn: Conn, tenant_id: UUID, scope: str, key: str)
         [tenant_id, scope, key],
     )
     return await cur.fetchone()
-
-
-async def store_idempotent_response(conn: Conn, tenant_id: UUID, scope: str, key: str, status: int, body: str) -> None:
-    """The answer as the exact text that was sent, so a replay is byte-identical."""
-    await conn.execute(
-        "update trading.idempotency_keys set response_status = %s, response_body = %s "
-        "where tenant_id = %s and scope = %s and key = %s",
-        [status, body, tenant_id, scope, key],
-    )

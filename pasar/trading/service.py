@@ -304,47 +304,53 @@ async def place_order(
         if order["status"] not in CLOSED_STATUSES and order["time_in_force"] == TimeInForce.ioc:
             ioc_remainder_of = order["status"]
             order = {**order, "status": _closing(order, OrderEvent.cancel).value, "reserved_cash": 0}
+    events = []
+    loss_limited_on = None
+    if decision.reason is RiskReason.daily_loss_limit and book.account["loss_limited_on"] != book.today:
+        loss_limited_on = book.today
+        events.append(
+            repo.AuditEvent(
+                "risk.daily_loss_limit",
+                "account",
+                tenant_id,
+                {"day_pnl": context.day_pnl, "day_start_equity": context.day_start_equity},
+            )
+        )
+    status = OrderStatus.accepted if decision.accepted else OrderStatus.rejected
+    events.append(
+        _transition_event(
+            order["id"], OrderStatus.new.value, status.value,
+            {"reason": order["reject_reason"], "message": decision.message, "symbol": order["symbol"],
+             "side": order["side"], "quantity": str(request.quantity)},
+        )
+    )  # fmt: skip
+    fill_rows = None
+    if fill is not None:
+        assert instrument is not None
+        fill_rows = _fill_rows(book, instrument, fill, outbox)
+        events.append(_fill_event(fill))
+    if ioc_remainder_of is not None:
+        events.append(
+            _transition_event(
+                order["id"], ioc_remainder_of, order["status"], {"reason": "immediate-or-cancel remainder"}
+            )
+        )
+    # The answer is the order as written (the row holds exactly these values), so it is stored in the same statement.
+    document = order_document(order)
+    body = render(document)
     try:
-        async with conn.pipeline():
-            if decision.reason is RiskReason.daily_loss_limit and book.account["loss_limited_on"] != book.today:
-                await repo.update_account(conn, tenant_id, {"loss_limited_on": book.today})
-                await audit.record(
-                    conn,
-                    principal,
-                    action="risk.daily_loss_limit",
-                    target_type="account",
-                    target_id=tenant_id,
-                    details={"day_pnl": context.day_pnl, "day_start_equity": context.day_start_equity},
-                )
-            inserted = await repo.insert_order(conn, order)  # final: nothing below changes the order row
-            status = OrderStatus.accepted if decision.accepted else OrderStatus.rejected
-            await _audit_transition(
-                conn,
-                principal,
-                order["id"],
-                OrderStatus.new.value,
-                status.value,
-                {"reason": order["reject_reason"], "message": decision.message, "symbol": order["symbol"],
-                 "side": order["side"], "quantity": str(request.quantity)},
-            )  # fmt: skip
-            if fill is not None:
-                assert instrument is not None
-                await repo.insert_fill(conn, fill.row)  # a new order's first fill: never recorded before
-                await _book_fill(conn, principal, book, instrument, fill, outbox)
-            if ioc_remainder_of is not None:
-                await _audit_transition(
-                    conn, principal, order["id"], ioc_remainder_of, order["status"],
-                    {"reason": "immediate-or-cancel remainder"},
-                )  # fmt: skip
+        await repo.record_order(
+            conn,
+            principal,
+            order,
+            fill=fill_rows,
+            events=events,
+            loss_limited_on=loss_limited_on,
+            answer=None if idempotency_key is None else (ORDERS_SCOPE, idempotency_key, 201, body),
+        )
     except psycopg.errors.UniqueViolation as exc:  # a duplicate client_order_id is the caller's mistake
         raise Conflict(f"client_order_id {order['client_order_id']!r} exists already", code="duplicate_order") from exc
-    stored = await inserted.fetchone()
-    assert stored is not None
-    document = order_document(stored)
     outbox.add("order", document)
-    body = render(document)
-    if idempotency_key is not None:
-        await repo.store_idempotent_response(conn, tenant_id, ORDERS_SCOPE, idempotency_key, 201, body)
     return 201, body
 
 
@@ -403,16 +409,21 @@ def _closing(order: dict[str, Any], event: OrderEvent) -> OrderStatus:
         raise Conflict(f"the order is {order['status']}: it cannot be {event.value}ed", code="order_closed") from exc
 
 
+def _transition_event(order_id: UUID, was: str, now: str, details: dict[str, Any]) -> repo.AuditEvent:
+    return repo.AuditEvent(f"order.{now}", "order", order_id, {"from": was, "to": now, **details})
+
+
 async def _audit_transition(
     conn: Conn, principal: Principal, order_id: UUID, was: str, now: str, details: dict[str, Any]
 ) -> None:
+    event = _transition_event(order_id, was, now, details)
     await audit.record(
         conn,
         principal,
-        action=f"order.{now}",
-        target_type="order",
-        target_id=order_id,
-        details={"from": was, "to": now, **details},
+        action=event.action,
+        target_type=event.target_type,
+        target_id=event.target_id,
+        details=event.details,
     )
 
 
@@ -686,33 +697,15 @@ def _plan_fill(
     return _FillPlan(row, effect, costs, status, order["status"], changes)
 
 
-async def _book_fill(
-    conn: Conn, principal: Principal, book: _Book, instrument: market.InstrumentRow, fill: _FillPlan, outbox: Outbox
-) -> None:
-    """Everything a recorded fill moves but its order: the position, the ledger and the cash, the audit trail."""
-    tenant_id = book.tenant_id
+def _fill_rows(book: _Book, instrument: market.InstrumentRow, fill: _FillPlan, outbox: Outbox) -> repo.FillRows:
+    """Everything a fill moves but its order and audit trail: the position, the ledger entry and the cash. The book
+    follows it, and the stream hears of the fill and the position."""
     side, row, effect, costs = Side(fill.row["side"]), fill.row, fill.effect, fill.costs
     after = effect.position
     position = {"quantity": after.quantity, "avg_cost": after.avg_cost, "realized_pnl": after.realized_pnl}
-    await repo.upsert_position(conn, tenant_id, instrument.id, position)
     book.positions[instrument.id] = {"instrument_id": instrument.id, **position}
-    await repo.insert_entry(
-        conn,
-        tenant_id,
-        ledger.fill(side, effect.value, costs, effect.cost_basis_released, effect.realized),
-        reference=row["execution_id"],
-    )
     cash = book.account["cash"] + FEES.cash_delta(side, effect.value)
-    await repo.update_account(conn, tenant_id, {"cash": cash})
     book.account = {**book.account, "cash": cash}
-    await _audit_transition(
-        conn,
-        principal,
-        row["order_id"],
-        fill.was,
-        fill.status.value,
-        {"execution_id": row["execution_id"], "quantity": str(row["quantity"]), "price": str(row["price"])},
-    )
     outbox.add(
         "fill",
         {
@@ -735,6 +728,33 @@ async def _book_fill(
             "realized_pnl": after.realized_pnl,
         },
     )
+    entry = ledger.fill(side, effect.value, costs, effect.cost_basis_released, effect.realized)
+    return repo.FillRows(row, position, entry, cash)
+
+
+def _fill_event(fill: _FillPlan) -> repo.AuditEvent:
+    row = fill.row
+    return _transition_event(
+        row["order_id"],
+        fill.was,
+        fill.status.value,
+        {"execution_id": row["execution_id"], "quantity": str(row["quantity"]), "price": str(row["price"])},
+    )
+
+
+async def _book_fill(
+    conn: Conn, principal: Principal, book: _Book, instrument: market.InstrumentRow, fill: _FillPlan, outbox: Outbox
+) -> None:
+    """A resting order's fill: the position, the ledger and the cash, the audit trail (the fill row is in)."""
+    rows = _fill_rows(book, instrument, fill, outbox)
+    await repo.upsert_position(conn, book.tenant_id, instrument.id, rows.position)
+    await repo.insert_entry(conn, book.tenant_id, rows.entry, reference=fill.row["execution_id"])
+    await repo.update_account(conn, book.tenant_id, {"cash": rows.cash})
+    event = _fill_event(fill)
+    await audit.record(
+        conn, principal, action=event.action, target_type=event.target_type, target_id=event.target_id,
+        details=event.details,
+    )  # fmt: skip
 
 
 async def _fill(

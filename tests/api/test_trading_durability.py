@@ -42,21 +42,30 @@ def owner(urls: DatabaseUrls) -> Iterator[psycopg.Connection[dict[str, Any]]]:
 
 
 class Stop:
-    """Wraps an async repository function: the first call reports its backend and waits to be released."""
+    """Wraps an async repository function: its first call reports its backend and waits to be released, before
+    running (``after`` False) or once it has run."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, name: str, *, after: bool) -> None:
         self.original = getattr(repository, name)
+        self.after = after
         self.entered = threading.Event()
         self.release = threading.Event()
         self.backend_pid: int | None = None
         monkeypatch.setattr(repository, name, self)
 
     async def __call__(self, conn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.after:
+            result = await self.original(conn, *args, **kwargs)
+            await self._wait(conn)
+            return result
+        await self._wait(conn)
+        return await self.original(conn, *args, **kwargs)
+
+    async def _wait(self, conn: Any) -> None:
         if not self.entered.is_set():
             self.backend_pid = conn.info.backend_pid
             self.entered.set()
             await asyncio.to_thread(self.release.wait, 10)
-        return await self.original(conn, *args, **kwargs)
 
 
 TABLES = ("orders", "fills", "positions", "ledger_entries", "ledger_lines", "idempotency_keys")
@@ -81,11 +90,10 @@ def _state(owner: psycopg.Connection[dict[str, Any]], tenant_id: str) -> dict[st
 
 
 @pytest.mark.parametrize(
-    "stop_at",
+    ("stop_at", "stop_after"),
     [
-        "insert_fill",  # the order row is written, the fill not yet
-        "insert_entry",  # order, fill and position written, the ledger entry not yet
-        "store_idempotent_response",  # everything written but the key's stored answer
+        ("record_order", False),  # the key claimed and the account locked, the order not written yet
+        ("record_order", True),  # the order, fill, position, ledger entry, cash and stored answer written
     ],
 )
 def test_a_connection_killed_mid_order_answers_503_leaves_nothing_and_the_retry_executes_once(
@@ -95,13 +103,14 @@ def test_a_connection_killed_mid_order_answers_503_leaves_nothing_and_the_retry_
     owner: psycopg.Connection[dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,
     stop_at: str,
+    stop_after: bool,
 ) -> None:
     symbol = listed(urls, close=1000)
     deposit(api, tenant_a, 5_000_000)
     before = _state(owner, tenant_a.id)
-    body = {"symbol": symbol, "side": "buy", "quantity": 1000, "client_order_id": f"durable-{stop_at}"}
-    headers = headers_with(tenant_a, f"K-durable-{stop_at}")
-    stop = Stop(monkeypatch, stop_at)
+    body = {"symbol": symbol, "side": "buy", "quantity": 1000, "client_order_id": f"durable-{stop_at}-{stop_after}"}
+    headers = headers_with(tenant_a, f"K-durable-{stop_at}-{stop_after}")
+    stop = Stop(monkeypatch, stop_at, after=stop_after)
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(api.post, "/v1/orders", json=body, headers=headers)
