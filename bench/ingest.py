@@ -106,7 +106,7 @@ _STATEMENT_STAGES = (
     ("create temp table", "stage_table"),
     ("insert into market.bars ", "merge"),
     ("insert into market.bar_series", "bar_series"),
-    ("select exists (select 1 from market.bars", "exists_check"),
+    ("select exists ( select 1 from market.bar_series", "exists_check"),
 )
 
 
