@@ -115,7 +115,7 @@ _BOOK_SQL = (
         """
         select now() as now, t.config::text as config, {instrument},
                p.position_ids, p.position_quantities, p.position_avg_costs, p.position_realized,
-               s.series_ids, s.series_timeframes, s.series_last_ts,
+               s.series_ids, s.series_timeframes, s.series_last_ts, s.series_updated_at,
                (select coalesce(sum(o.reserved_cash), 0) from trading.orders o
                 where o.tenant_id = t.id and o.status in ('accepted', 'partially_filled')) as reserved,
                (select count(*) from trading.orders o where o.tenant_id = t.id and o.created_at >= %(since)s) as recent
@@ -128,9 +128,10 @@ _BOOK_SQL = (
         ) p
         cross join lateral (
             select array_agg(instrument_id) as series_ids, array_agg(timeframe) as series_timeframes,
-                   array_agg(last_ts) as series_last_ts
+                   array_agg(last_ts) as series_last_ts, array_agg(updated_at) as series_updated_at
             from (
-                select distinct on (instrument_id) instrument_id, timeframe, last_ts from market.bar_series
+                select distinct on (instrument_id) instrument_id, timeframe, last_ts, updated_at
+                from market.bar_series
                 where instrument_id = any(array(select instrument_id from trading.positions
                                                 where tenant_id = t.id and quantity <> 0) || i.id)
                 order by instrument_id, array_position(%(timeframes)s::text[], timeframe)
@@ -174,7 +175,8 @@ async def open_book(
     conn: Conn, tenant_id: UUID, *, symbol: str | None, since: datetime, claim: tuple[str, str, str] | None = None
 ) -> BookRows:
     """Claim the idempotency key ``claim`` (scope, key, request hash) if given, lock the tenant's account (created on
-    first use) and read the book: three statements in one round trip, then the bars in one more."""
+    first use) and read the book: three statements in one round trip, and the bars in one more unless this process
+    has them already."""
     async with conn.pipeline():
         claim_cur = await conn.execute(_CLAIM_KEY_SQL, [tenant_id, *claim]) if claim is not None else None
         account_cur = await conn.execute(_LOCK_ACCOUNT_SQL, [tenant_id])
@@ -207,11 +209,12 @@ async def open_book(
         )
     }  # fmt: skip
     series = [
-        {"instrument_id": instrument_id, "timeframe": timeframe, "last_ts": last_ts}
-        for instrument_id, timeframe, last_ts in zip(
-            row["series_ids"] or (), row["series_timeframes"] or (), row["series_last_ts"] or (), strict=True
+        {"instrument_id": instrument_id, "timeframe": timeframe, "last_ts": last_ts, "updated_at": updated_at}
+        for instrument_id, timeframe, last_ts, updated_at in zip(
+            row["series_ids"] or (), row["series_timeframes"] or (), row["series_last_ts"] or (),
+            row["series_updated_at"] or (), strict=True,
         )
-    ]
+    ]  # fmt: skip
     return BookRows(
         account=account,
         claimed=claimed,
@@ -219,10 +222,40 @@ async def open_book(
         config=_tenant_config(row["config"]),
         instrument=instrument,
         positions=positions,
-        bars=await _bars_of(conn, series),
+        bars=await _stamped_bars(conn, series),
         reserved=int(row["reserved"]),
         recent=int(row["recent"]),
     )
+
+
+# Every write of market.bars stamps its series in market.bar_series (last_ts, updated_at: see the loader's
+# _record_series), and the book reads those stamps: a bar remembered under the stamp it was read with is the bar a
+# query would return as long as the stamp is unchanged, so the order path reads bars only when a load has moved
+# them. Kept per process, the newest stamp of each series only.
+_STAMPED_BARS_CAPACITY = 10_000
+_bars_by_stamp: dict[tuple[int, str], tuple[datetime, datetime, dict[str, Any]]] = {}
+
+
+async def _stamped_bars(conn: Conn, series: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """The bar at ``last_ts`` of each series (instrument_id, timeframe, last_ts, updated_at), by instrument id: from
+    this process's memory where the series' stamp is the one it was read with, from the database otherwise."""
+    bars, unknown = {}, []
+    for row in series:
+        known = _bars_by_stamp.get((row["instrument_id"], row["timeframe"]))
+        if known is not None and known[:2] == (row["last_ts"], row["updated_at"]):
+            bars[row["instrument_id"]] = known[2]
+        else:
+            unknown.append(row)
+    if unknown:
+        read = await _bars_of(conn, unknown)
+        if len(_bars_by_stamp) > _STAMPED_BARS_CAPACITY:
+            _bars_by_stamp.clear()
+        for row in unknown:
+            bar = read.get(row["instrument_id"])
+            if bar is not None and bar["ts"] == row["last_ts"]:  # not a bar found below a removed one
+                _bars_by_stamp[row["instrument_id"], row["timeframe"]] = (row["last_ts"], row["updated_at"], bar)
+        bars.update(read)
+    return bars
 
 
 async def get_account(conn: Conn, tenant_id: UUID) -> dict[str, Any] | None:

@@ -259,6 +259,16 @@ def test_market_orders_fill_at_the_latest_close_slipped_onto_the_tick_grid_with_
     assert position["symbol"] == symbol and Decimal(position["quantity"]) == 0
 
 
+def test_a_corrected_latest_bar_is_the_price_of_the_next_order(
+    client: TestClient, urls: DatabaseUrls, tenant_a: Any
+) -> None:
+    symbol = listed(urls, close=1000)
+    deposit(client, tenant_a, 5_000_000)
+    assert Decimal(buy(client, tenant_a, symbol, 100)["average_price"]) == 1005
+    load_bars(urls, symbol, [(T0, 1100, 1110, 1090, 1100, 1_000_000)])  # the same bar time, other prices
+    assert Decimal(buy(client, tenant_a, symbol, 100)["average_price"]) == 1105  # 1100 x 1.0005 -> tick up
+
+
 def test_limit_order_away_from_the_market_rests_then_fills_when_a_newer_bar_trades_through(
     client: TestClient, urls: DatabaseUrls, tenant_a: Any
 ) -> None:
