@@ -27,8 +27,8 @@ this 2-core machine shared with other work (``python -m bench.orders --duration 
 first, API 5.6 ms and PostgreSQL 3.6 ms, 57 orders/s; then API 3.5 ms and PostgreSQL 2.0-2.3 ms, 139-159
 orders/s, p95 145-194 ms; then API 2.5-2.7 ms and PostgreSQL 1.75-2.0 ms, 305-315 orders/s, p95 71-77 ms; with the
 writes in one statement, API 1.8 ms and PostgreSQL 1.6 ms, 337 orders/s, p95 52 ms; now, the bars remembered too,
-API 1.6 ms and PostgreSQL 1.15 ms, 431 orders/s, p95 38 ms, with the order path getting ~80% of the CPUs
-(other work ran beside it). The CPU-bound ceiling printed below is what the 2 cores could do alone (~530 orders/s).
+API 1.5-1.6 ms and PostgreSQL 1.1-1.15 ms, 420-431 orders/s, p95 38-41 ms, the order path getting 77-82% of the CPUs
+(other work ran beside it). The CPU-bound ceiling printed below is what the 2 cores could do alone (530-556 orders/s).
 Not profiled again since the last two steps: before them, about half of the API's CPU was psycopg's cost per
 statement and round trip (~18 statements per filled order, now 10), a quarter FastAPI and uvicorn (request parsing,
 routing, dependency solving, middleware, response), the rest the order logic itself.
