@@ -12,8 +12,8 @@ from functools import cache, lru_cache
 from typing import Any
 from uuid import UUID, uuid4
 
-from psycopg import AsyncCursor, sql
-from psycopg.rows import DictRow
+from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from pasar.db.pool import Conn
 from pasar.market.frames import Timeframe
@@ -110,6 +110,9 @@ _CLAIM_KEY_SQL = (
 # Everything but the bars, in one statement: the instrument, the tenant's config, positions, the finest bar series
 # of the holdings and of the instrument, and the risk counters. It must be a statement of its own after the
 # account lock: a statement sees what was committed when it began, so this one sees the tenant's previous order.
+# Planning it costs PostgreSQL about twice what running it does. Its parameters are keys only (the minute is counted
+# on the statement's own clock, not from a parameter whose range the planner would estimate), so its generic plan
+# costs what a custom one does and, prepared, it is planned once per connection.
 _BOOK_SQL = (
     sql.SQL(
         """
@@ -118,7 +121,8 @@ _BOOK_SQL = (
                s.series_ids, s.series_timeframes, s.series_last_ts, s.series_updated_at,
                (select coalesce(sum(o.reserved_cash), 0) from trading.orders o
                 where o.tenant_id = t.id and o.status in ('accepted', 'partially_filled')) as reserved,
-               (select count(*) from trading.orders o where o.tenant_id = t.id and o.created_at >= %(since)s) as recent
+               (select count(*) from trading.orders o
+                where o.tenant_id = t.id and o.created_at >= statement_timestamp() - interval '1 minute') as recent
         from tenancy.tenants t
         left join market.instruments i on i.symbol = %(symbol)s
         cross join lateral (
@@ -162,7 +166,7 @@ class BookRows:
     positions: dict[int, dict[str, Any]]  # by instrument id
     bars: dict[int, dict[str, Any]]  # the latest bar of each holding and of the instrument
     reserved: int  # cash reserved by open orders
-    recent: int  # orders created since ``since``
+    recent: int  # orders created in the minute before the book was read
 
 
 @lru_cache(maxsize=256)
@@ -172,7 +176,7 @@ def _tenant_config(document: str) -> TenantConfig:
 
 
 async def open_book(
-    conn: Conn, tenant_id: UUID, *, symbol: str | None, since: datetime, claim: tuple[str, str, str] | None = None
+    conn: Conn, tenant_id: UUID, *, symbol: str | None, claim: tuple[str, str, str] | None = None
 ) -> BookRows:
     """Claim the idempotency key ``claim`` (scope, key, request hash) if given, lock the tenant's account (created on
     first use) and read the book: three statements in one round trip, and the bars in one more unless this process
@@ -180,19 +184,14 @@ async def open_book(
     async with conn.pipeline():
         claim_cur = await conn.execute(_CLAIM_KEY_SQL, [tenant_id, *claim]) if claim is not None else None
         account_cur = await conn.execute(_LOCK_ACCOUNT_SQL, [tenant_id])
-        # Planning the book statement costs PostgreSQL about twice what running it does, and left to itself it
-        # keeps re-planning it for every order (a custom plan); its generic plan, kept per connection, is as good.
-        # Only for this statement: the bars below need their custom plans to prune market.bars' partitions.
-        await conn.execute("select set_config('plan_cache_mode', 'force_generic_plan', true)")
         book_cur = await conn.execute(
-            _BOOK_SQL, {"tenant_id": tenant_id, "symbol": symbol, "since": since, "timeframes": _TIMEFRAME_ORDER}
+            _BOOK_SQL, {"tenant_id": tenant_id, "symbol": symbol, "timeframes": _TIMEFRAME_ORDER}
         )
-        await conn.execute("reset plan_cache_mode")
     claimed = None if claim_cur is None else claim_cur.rowcount == 1
     account = await account_cur.fetchone()
     if account is None:  # the first order of the tenant: create the account, then read the book again
         await lock_account(conn, tenant_id)
-        return replace(await open_book(conn, tenant_id, symbol=symbol, since=since), claimed=claimed)
+        return replace(await open_book(conn, tenant_id, symbol=symbol), claimed=claimed)
     row = await book_cur.fetchone()
     assert row is not None
     instrument = (
@@ -356,21 +355,62 @@ async def bars_after(
 # Orders -----------------------------------------------------------------------------------------------------
 
 
-async def send_update_order(
-    conn: Conn, tenant_id: UUID, order_id: UUID, changes: dict[str, Any]
-) -> AsyncCursor[DictRow]:
-    """Fetches nothing, so that it can queue in a pipeline: the updated row is the cursor's ``fetchone()``."""
-    allowed = {"status", "filled_quantity", "average_price", "reserved_cash", "stop_triggered", "matched_until",
-               "quantity", "limit_price", "stop_price", "reject_reason", "reject_message"}  # fmt: skip
-    if not changes.keys() <= allowed:
-        raise ValueError(f"not updatable: {sorted(changes.keys() - allowed)}")
-    return await conn.execute(
-        _update_order_sql(tuple(sorted(changes))), {**changes, "tenant_id": tenant_id, "order_id": order_id}
-    )
+_UPDATABLE_ORDER_COLUMNS = frozenset(
+    {"status", "filled_quantity", "average_price", "reserved_cash", "stop_triggered", "matched_until", "quantity",
+     "limit_price", "stop_price", "reject_reason", "reject_message"}
+)  # fmt: skip
+
+
+def _checked_changes(changes: dict[str, Any]) -> tuple[str, ...]:
+    if not changes.keys() <= _UPDATABLE_ORDER_COLUMNS:
+        raise ValueError(f"not updatable: {sorted(changes.keys() - _UPDATABLE_ORDER_COLUMNS)}")
+    return tuple(sorted(changes))
 
 
 async def update_order(conn: Conn, tenant_id: UUID, order_id: UUID, changes: dict[str, Any]) -> dict[str, Any]:
-    row = await (await send_update_order(conn, tenant_id, order_id, changes)).fetchone()
+    cur = await conn.execute(
+        _update_order_sql(_checked_changes(changes)), {**changes, "tenant_id": tenant_id, "order_id": order_id}
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+@cache
+def _update_order_with_event_sql(columns: tuple[str, ...]) -> str:
+    return (
+        sql.SQL(
+            "with updated as ({}), event as ("
+            "insert into audit.events (tenant_id, actor_type, actor_id, action, target_type, target_id, details, "
+            "request_id) select %(tenant_id)s, %(actor_type)s, %(actor_id)s, %(action)s, %(target_type)s, "
+            "%(target_id)s, %(details)s, %(request_id)s from updated"
+            ") select * from updated"
+        )
+        .format(sql.SQL(_update_order_sql(columns)))
+        .as_string(None)
+    )
+
+
+async def update_order_with_event(
+    conn: Conn, principal: Principal, order_id: UUID, changes: dict[str, Any], event: AuditEvent
+) -> dict[str, Any]:
+    """Update an order and record its audit event in one statement."""
+    cur = await conn.execute(
+        _update_order_with_event_sql(_checked_changes(changes)),
+        {
+            **changes,
+            "tenant_id": principal.tenant_id,
+            "order_id": order_id,
+            "actor_type": principal.actor_type,
+            "actor_id": principal.actor_id,
+            "action": event.action,
+            "target_type": event.target_type,
+            "target_id": str(event.target_id),
+            "details": Jsonb(event.details),
+            "request_id": current_request_id(),
+        },
+    )
+    row = await cur.fetchone()
     assert row is not None
     return row
 

@@ -185,7 +185,6 @@ async def _open_book(
         conn,
         tenant_id,
         symbol=symbol,
-        since=datetime.now(UTC) - timedelta(minutes=1),
         claim=None if claim is None else (ORDERS_SCOPE, *claim),
     )
     account, positions, bars = rows.account, rows.positions, rows.bars
@@ -413,33 +412,15 @@ def _transition_event(order_id: UUID, was: str, now: str, details: dict[str, Any
     return repo.AuditEvent(f"order.{now}", "order", order_id, {"from": was, "to": now, **details})
 
 
-async def _audit_transition(
-    conn: Conn, principal: Principal, order_id: UUID, was: str, now: str, details: dict[str, Any]
-) -> None:
-    event = _transition_event(order_id, was, now, details)
-    await audit.record(
-        conn,
-        principal,
-        action=event.action,
-        target_type=event.target_type,
-        target_id=event.target_id,
-        details=event.details,
-    )
-
-
 async def _close_order(
     conn: Conn, principal: Principal, order: dict[str, Any], event: OrderEvent, why: str
 ) -> dict[str, Any]:
     status = _closing(order, event)
     assert principal.tenant_id is not None
-    async with conn.pipeline():  # the audit event and the update in one round trip, read once it is done
-        await _audit_transition(conn, principal, order["id"], order["status"], status.value, {"reason": why})
-        updated = await repo.send_update_order(
-            conn, principal.tenant_id, order["id"], {"status": status.value, "reserved_cash": 0}
-        )
-    row = await updated.fetchone()
-    assert row is not None
-    return row
+    audited = _transition_event(order["id"], order["status"], status.value, {"reason": why})
+    return await repo.update_order_with_event(
+        conn, principal, order["id"], {"status": status.value, "reserved_cash": 0}, audited
+    )
 
 
 async def get_order(conn: Conn, principal: Principal, order_id: UUID) -> dict[str, Any]:
