@@ -131,8 +131,11 @@ async def get_order(order_id: UUID, principal: CurrentPrincipal, conn: TenantCon
 
 
 @router.delete("/orders/{order_id}", response_model=Order, dependencies=[Trade])
-async def cancel_order(order_id: UUID, principal: CurrentPrincipal, conn: TenantConn, box: OutboxDep) -> dict[str, Any]:
-    return await trading.cancel_order(conn, principal, order_id, outbox=box)
+async def cancel_order(order_id: UUID, principal: CurrentPrincipal, conn: TenantConn, box: OutboxDep) -> Response:
+    # Rendered as a new order's answer is: the document is JSON-ready already, validating it against the response
+    # model again would only cost CPU on the order path.
+    document = await trading.cancel_order(conn, principal, order_id, outbox=box)
+    return Response(trading.render(document), media_type="application/json")
 
 
 @router.patch("/orders/{order_id}", response_model=Order, dependencies=[Trade])
