@@ -16,22 +16,26 @@ tenants; a single tenant's ceiling is its lock hold time.
 
 Bar (issue 4): >= 500 orders/s at p95 <= 50 ms.
 
-Where an order's time goes. A filled market order is 4 round trips and 10 statements (it was 23 round trips, then
-8, then 6 with ~18 statements): the request's opening, one pipeline of BEGIN, set_config and the principal re-check
-(1); the key claim, account lock and book read in one pipeline (1); the order row, its fill, position, ledger entry
-and lines, cash, audit events and the stored idempotent answer in ONE statement of data-modifying parts fed JSON rows
-(1); COMMIT with its WAL flush (1). The latest bars cost no round trip: they are remembered per API process under
-their series' stamp in market.bar_series, which the book reads, and read again only after a load moved them (one
-more round trip then). A cancel is 4 (opening, account and order locks, audit event and update, COMMIT). Measured on
-this 2-core machine shared with other work (``python -m bench.orders --duration 20``), CPU per order-path request:
-first, API 5.6 ms and PostgreSQL 3.6 ms, 57 orders/s; then API 3.5 ms and PostgreSQL 2.0-2.3 ms, 139-159
-orders/s, p95 145-194 ms; then API 2.5-2.7 ms and PostgreSQL 1.75-2.0 ms, 305-315 orders/s, p95 71-77 ms; with the
-writes in one statement, API 1.8 ms and PostgreSQL 1.6 ms, 337 orders/s, p95 52 ms; now, the bars remembered too,
-API 1.5-1.6 ms and PostgreSQL 1.1-1.15 ms, 420-431 orders/s, p95 38-41 ms, the order path getting 77-82% of the CPUs
-(other work ran beside it). The CPU-bound ceiling printed below is what the 2 cores could do alone (530-556 orders/s).
-Not profiled again since the last two steps: before them, about half of the API's CPU was psycopg's cost per
-statement and round trip (~18 statements per filled order, now 10), a quarter FastAPI and uvicorn (request parsing,
-routing, dependency solving, middleware, response), the rest the order logic itself.
+Where an order's time goes. A filled market order is 4 round trips and 8 statements (it was 23 round trips, then 8,
+then 6 with ~18 statements, then 4 with 10): the request's opening, one pipeline of BEGIN, set_config and the
+principal re-check (1); the key claim, account lock and book read in one pipeline (1); the order row, its fill,
+position, ledger entry and lines, cash, audit events and the stored idempotent answer in ONE statement of data-
+modifying parts fed JSON rows (1); COMMIT with its WAL flush (1). The latest bars cost no round trip: they are
+remembered per API process under their series' stamp in market.bar_series, which the book reads, and read again only
+after a load moved them (one more round trip then). A cancel is 4 (opening, account and order locks, the update with
+its audit event in one statement, COMMIT). The book statement's generic plan is chosen by PostgreSQL itself (its
+parameters are keys only), so no set_config and reset of plan_cache_mode frame it any more. Measured on this 2-core
+machine shared with other work (``python -m bench.orders --duration 20``), CPU per order-path request: first, API
+5.6 ms and PostgreSQL 3.6 ms, 57 orders/s; then API 3.5 ms and PostgreSQL 2.0-2.3 ms, 139-159 orders/s, p95 145-194
+ms; then API 2.5-2.7 ms and PostgreSQL 1.75-2.0 ms, 305-315 orders/s, p95 71-77 ms; with the writes in one
+statement, API 1.8 ms and PostgreSQL 1.6 ms, 337 orders/s, p95 52 ms; then, the bars remembered too, API 1.5-1.6 ms
+and PostgreSQL 1.1-1.15 ms, 420-431 orders/s, p95 38-41 ms, the order path getting 77-82% of the CPUs (other work
+ran beside it). The CPU-bound ceiling printed below is what the 2 cores could do alone (530-556 orders/s). Later
+runs, with more work beside them: API 1.8-2.1 ms and PostgreSQL 1.3-1.5 ms, 363-377 orders/s; after the book's plan
+chosen without set_config and the one-statement cancel, API 1.8 ms and PostgreSQL 1.4-1.5 ms, 359-397 orders/s, p95
+47-52 ms (no change beyond the noise). A py-spy profile of one API worker before the last step: about 45% of its
+samples in psycopg (statements sent, pipelines, waits; the transaction's opening included), ~6% uvicorn sending the
+response, the rest FastAPI (routing, dependency solving, middleware) and the order logic.
 
     python -m bench.orders [--duration 30] [--tenants 8] [--clients-per-tenant 2] [--workers 2] [--home DIR]
 
