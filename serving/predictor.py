@@ -194,10 +194,14 @@ class RegistrySource:
         if recorded and hashlib.sha256(onnx_bytes).hexdigest() != recorded:
             raise ValueError(f"{self.model_name} v{version.version}: the ONNX bytes do not match the recorded SHA-256")
         names = feature_names_of(onnx_bytes)
-        # Version tags first, then the training run's (where pasar.signals.training records them).
-        run_tags = client.get_run(version.run_id).data.tags if version.run_id else {}
-        timeframe = tags.get(f"{_TAG}timeframe") or run_tags.get(f"{_TAG}timeframe")
-        base_rate = tags.get(f"{_TAG}base_rate") or run_tags.get(f"{_TAG}base_rate")
+        # Version tags first, then the training run's (where pasar.signals.training records them): one more
+        # tracking-store call, made only when a tag is missing from the version.
+        timeframe_key, base_rate_key = f"{_TAG}timeframe", f"{_TAG}base_rate"
+        run_tags: dict[str, str] = {}
+        if version.run_id and not (tags.get(timeframe_key) and tags.get(base_rate_key)):
+            run_tags = client.get_run(version.run_id).data.tags
+        timeframe = tags.get(timeframe_key) or run_tags.get(timeframe_key)
+        base_rate = tags.get(base_rate_key) or run_tags.get(base_rate_key)
         metric = tags.get(f"{_TAG}promotion_metric")
         status = ModelStatus(
             name=self.model_name,

@@ -70,6 +70,11 @@ class PreparedData:
     cost: float
     calendar_code: str = "IDX"
 
+    @property
+    def base_rate(self) -> float:
+        """The share of positive labels (the price beat the costs) among the training rows."""
+        return float(self.train.y.mean())
+
 
 @dataclass(frozen=True)
 class ExportedModel:
@@ -152,13 +157,8 @@ def fit_model(data: PreparedData, config: TrainingConfig, settings: Settings) ->
     client = MlflowClient()
     client.set_tag(result.run_id, TIMEFRAME_TAG, data.timeframe)
     client.set_tag(result.run_id, SYMBOLS_TAG, ",".join(data.symbols)[:5000])
-    client.set_tag(result.run_id, BASE_RATE_TAG, f"{base_rate(data):.6f}")
+    client.set_tag(result.run_id, BASE_RATE_TAG, f"{data.base_rate:.6f}")
     return result
-
-
-def base_rate(data: PreparedData) -> float:
-    """The share of positive labels (the price beat the costs) among the training rows."""
-    return float(data.train.y.mean())
 
 
 def evaluate_model(result: TrainingResult, data: PreparedData) -> Evaluation:
@@ -166,7 +166,7 @@ def evaluate_model(result: TrainingResult, data: PreparedData) -> Evaluation:
     be (score at or above the long threshold of the model's base rate)."""
     from models_ml.evaluate import evaluate
 
-    long_at, _ = direction_thresholds(base_rate(data))
+    long_at, _ = direction_thresholds(data.base_rate)
     return evaluate(
         result.model,
         data.holdout,
@@ -287,7 +287,7 @@ def train_and_promote(
         "holdout_metrics": metrics,
         "onnx_parity_max_abs_diff": exported.parity,
         "timeframe": timeframe,
-        "base_rate": round(base_rate(data), 6),
+        "base_rate": round(data.base_rate, 6),
         "symbols": list(data.symbols),
         "rows": {"train": len(data.train), "holdout": len(data.holdout)},
         "data_range": list(result.data_range),
