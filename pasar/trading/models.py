@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Context, Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import orjson
 
 if TYPE_CHECKING:
     from pasar.market.exchange import InstrumentSpec
@@ -239,3 +241,9 @@ class InstrumentInfo:
             allows_short=spec.allows_short,
             price_precision=spec.price_precision,
         )
+
+
+def json_text(value: Any) -> str:
+    """The JSON of order answers and of the rows written with them: compact, times in UTC end in "Z" (as the API's
+    response models write them), decimals and UUIDs as strings."""
+    return orjson.dumps(value, default=str, option=orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS).decode()

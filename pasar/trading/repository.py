@@ -21,6 +21,8 @@ from pasar.market.repository import InstrumentRow
 from pasar.request_context import current_request_id
 from pasar.tenancy.models import Principal, TenantConfig
 from pasar.trading.ledger import Entry
+from pasar.trading.models import json_text
+from pasar.trading.order_rate import OrderRateWindow
 
 _TIMEFRAME_ORDER = [timeframe.value for timeframe in Timeframe]
 
@@ -120,9 +122,7 @@ _BOOK_SQL = (
                p.position_ids, p.position_quantities, p.position_avg_costs, p.position_realized,
                s.series_ids, s.series_timeframes, s.series_last_ts, s.series_updated_at,
                (select coalesce(sum(o.reserved_cash), 0) from trading.orders o
-                where o.tenant_id = t.id and o.status in ('accepted', 'partially_filled')) as reserved,
-               (select count(*) from trading.orders o
-                where o.tenant_id = t.id and o.created_at >= statement_timestamp() - interval '1 minute') as recent
+                where o.tenant_id = t.id and o.status in ('accepted', 'partially_filled')) as reserved
         from tenancy.tenants t
         left join market.instruments i on i.symbol = %(symbol)s
         cross join lateral (
@@ -166,7 +166,6 @@ class BookRows:
     positions: dict[int, dict[str, Any]]  # by instrument id
     bars: dict[int, dict[str, Any]]  # the latest bar of each holding and of the instrument
     reserved: int  # cash reserved by open orders
-    recent: int  # orders created in the minute before the book was read
 
 
 @lru_cache(maxsize=256)
@@ -223,7 +222,6 @@ async def open_book(
         positions=positions,
         bars=await _stamped_bars(conn, series),
         reserved=int(row["reserved"]),
-        recent=int(row["recent"]),
     )
 
 
@@ -452,27 +450,6 @@ async def reserved_cash(conn: Conn, tenant_id: UUID) -> int:
     return int(row["reserved"]) if row else 0
 
 
-async def risk_counters(conn: Conn, tenant_id: UUID, since: datetime) -> tuple[int, int]:
-    """(cash reserved by open orders, orders created since ``since``) in one round trip."""
-    cur = await conn.execute(
-        "select (select coalesce(sum(reserved_cash), 0) from trading.orders "
-        "        where tenant_id = %s and status in ('accepted', 'partially_filled')) as reserved, "
-        "       (select count(*) from trading.orders where tenant_id = %s and created_at >= %s) as recent",
-        [tenant_id, tenant_id, since],
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    return int(row["reserved"]), int(row["recent"])
-
-
-async def orders_since(conn: Conn, tenant_id: UUID, since: datetime) -> int:
-    cur = await conn.execute(
-        "select count(*) as n from trading.orders where tenant_id = %s and created_at >= %s", [tenant_id, since]
-    )
-    row = await cur.fetchone()
-    return int(row["n"]) if row else 0
-
-
 # The new order's writes in one statement -----------------------------------------------------------------------
 
 # Every row is passed as JSON and typed by its table's row type, so the statement's text is one whatever the order
@@ -482,8 +459,10 @@ _RECORD_ORDER_SQL = """
 with account as (
     update trading.accounts set cash = coalesce(%(cash)s::bigint, cash),
                                 loss_limited_on = coalesce(%(loss_limited_on)s::date, loss_limited_on),
+                                order_rate_second = %(order_rate_second)s,
+                                order_rate_counts = %(order_rate_counts)s::integer[],
                                 updated_at = now()
-    where tenant_id = %(tenant)s and (%(cash)s::bigint is not null or %(loss_limited_on)s::date is not null)
+    where tenant_id = %(tenant)s
 ), new_order as (
     insert into trading.orders ({order_columns})
     select {order_columns} from jsonb_populate_recordset(null::trading.orders, %(orders)s::jsonb)
@@ -515,12 +494,8 @@ where tenant_id = %(tenant)s and scope = %(scope)s and key = %(key)s
 """
 
 
-def _json_default(value: Any) -> str:
-    return value.isoformat() if isinstance(value, datetime | date) else str(value)
-
-
 def _rows(rows: Sequence[dict[str, Any]]) -> str:
-    return json.dumps(rows, default=_json_default, separators=(",", ":"))
+    return json_text(rows)
 
 
 @dataclass(frozen=True)
@@ -559,11 +534,12 @@ async def record_order(
     fill: FillRows | None,
     events: Sequence[AuditEvent],
     loss_limited_on: date | None,
+    order_rate: OrderRateWindow,
     answer: tuple[str, str, int, str] | None,
 ) -> None:
     """Write a new order in its final state with its fill (position, ledger entry, cash), the account's loss-limit
-    day, its audit events and the idempotent answer (scope, key, status, body): one statement, one round trip.
-    A duplicate client_order_id raises UniqueViolation."""
+    day and order-rate window (this order counted), its audit events and the idempotent answer (scope, key, status,
+    body): one statement, one round trip. A duplicate client_order_id raises UniqueViolation."""
     tenant_id = order["tenant_id"]
     entries: list[dict[str, Any]] = []
     lines: list[dict[str, Any]] = []
@@ -592,6 +568,8 @@ async def record_order(
             "tenant": tenant_id,
             "cash": None if fill is None else fill.cash,
             "loss_limited_on": loss_limited_on,
+            "order_rate_second": order_rate.second,
+            "order_rate_counts": "{" + ",".join(map(str, order_rate.counts)) + "}",  # text: cheaper than a list
             "orders": _rows([order]),
             "fills": _rows([] if fill is None else [fill.fill]),
             "positions": _rows(positions),

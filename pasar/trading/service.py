@@ -18,6 +18,7 @@ from typing import Any
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
+import orjson
 import psycopg.errors
 
 from pasar.audit import repository as audit
@@ -42,8 +43,10 @@ from pasar.trading.models import (
     Side,
     TimeInForce,
     TradingState,
+    json_text,
     rupiah,
 )
+from pasar.trading.order_rate import OrderRateWindow
 from pasar.trading.positions import FillEffect, Position, fill_effect, market_value, unrealized_pnl
 from pasar.trading.risk import RiskContext, RiskDecision, RiskLimits, check_order
 from pasar.trading.state_machine import IllegalTransition, transition
@@ -70,21 +73,13 @@ class Outbox:
         self.events.append({"type": kind, "data": payload})
 
 
-def _json_default(value: Any) -> str:
-    if isinstance(value, datetime):
-        # As the API's response models write it (UTC as "Z"), so an order reads the same from every endpoint.
-        text = value.isoformat()
-        return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
-    return value.isoformat() if isinstance(value, date) else str(value)
-
-
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(row, default=_json_default))  # type: ignore[no-any-return]
+    return orjson.loads(json_text(row))  # type: ignore[no-any-return]
 
 
 def render(document: dict[str, Any]) -> str:
     """The one serialization of an order answer: sent, stored for replays, and replayed as is."""
-    return json.dumps(document, separators=(",", ":"), default=_json_default)
+    return json_text(document)
 
 
 def order_document(order: dict[str, Any]) -> dict[str, Any]:
@@ -144,7 +139,7 @@ class _Book:
     equity: int
     gross_exposure: int
     reserved: int  # cash reserved by the open orders when the book was read
-    recent_orders: int  # orders created in the minute before the book was read
+    order_rate: OrderRateWindow  # the orders of the minute ending at the transaction's second
     instrument: market.InstrumentRow | None  # the instrument the order is about, if any
     positions: dict[int, dict[str, Any]] = field(default_factory=dict)  # by instrument id, kept current by fills
     bars: dict[int, dict[str, Any]] = field(default_factory=dict)  # the latest bars of the holdings (and the order's)
@@ -208,7 +203,7 @@ async def _open_book(
         equity,
         sum(abs(v) for v in values),
         rows.reserved,
-        rows.recent,
+        OrderRateWindow.of_account(account).at(rows.now),
         rows.instrument,
         positions,
         bars,
@@ -234,7 +229,7 @@ def _risk_context(book: _Book, *, exclude: int = 0) -> RiskContext:
         position_quantity=Decimal(0) if instrument is None else book.quantity(instrument.id),
         gross_exposure=book.gross_exposure,
         cash_available=book.account["cash"] - (book.reserved - exclude),
-        orders_last_minute=book.recent_orders,
+        orders_last_minute=book.order_rate.orders,
         day_pnl=book.equity - book.account["day_start_equity"],
         day_start_equity=book.account["day_start_equity"],
         trading_state=book.trading_state,
@@ -345,6 +340,7 @@ async def place_order(
             fill=fill_rows,
             events=events,
             loss_limited_on=loss_limited_on,
+            order_rate=book.order_rate.counting_one(),
             answer=None if idempotency_key is None else (ORDERS_SCOPE, idempotency_key, 201, body),
         )
     except psycopg.errors.UniqueViolation as exc:  # a duplicate client_order_id is the caller's mistake

@@ -656,6 +656,12 @@ def test_reject_order_rate(
     order = assert_rejected(client, owner, tenant, "order_rate", symbol=symbol, side="buy", quantity=100)
     assert "3 orders in the last minute" in order["reject_message"]
 
+    # A minute later the window is empty again: the account's window moved back by 60 s stands for the wait.
+    owner.execute(
+        "update trading.accounts set order_rate_second = order_rate_second - 60 where tenant_id = %s", [tenant.id]
+    )
+    assert place(client, tenant, symbol=symbol, side="buy", quantity=100)["reject_reason"] == "insufficient_cash"
+
 
 def test_reject_daily_loss_limit_then_reducing_only(
     client: TestClient, urls: DatabaseUrls, tenant_a: Any, owner: psycopg.Connection[Any]
