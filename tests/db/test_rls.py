@@ -566,6 +566,25 @@ def test_foreign_keys_between_tenant_tables_carry_the_tenant(owner_conn: psycopg
     assert [(table, name) for table, name, carries in rows if not carries] == []
 
 
+def test_every_trading_table_reaches_its_tenant_by_foreign_keys(owner_conn: psycopg.Connection[Any]) -> None:
+    """Orders and fills reference tenancy.tenants through their composite keys (to users, to orders): the direct
+    keys were dropped as implied (migration 0007), and no trading table is left without a path to its tenant."""
+    rows = owner_conn.execute(
+        """
+        with recursive reaches(rel) as (
+            select 'tenancy.tenants'::regclass::oid
+            union
+            select con.conrelid from pg_constraint con join reaches r on con.confrelid = r.rel where con.contype = 'f'
+        )
+        select c.oid::regclass::text, c.oid in (select rel from reaches)
+        from pg_class c
+        where c.relnamespace = 'trading'::regnamespace and c.relkind in ('r', 'p') and not c.relispartition
+        """
+    ).fetchall()
+    assert {"trading.orders", "trading.fills", "trading.ledger_lines"} <= {table for table, _ in rows}
+    assert [table for table, reaches in rows if not reaches] == []
+
+
 # 7. Audit log is append-only --------------------------------------------------------------------------------
 
 
