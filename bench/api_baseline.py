@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -273,14 +273,14 @@ class Measurement:
 
 
 class CpuMeter:
-    """Reads the CPU time of the server's and PostgreSQL's process trees from /proc (Linux); else nothing.
+    """Reads the CPU time of the servers' and PostgreSQL's process trees from /proc (Linux); else nothing.
 
     The load generator measures its own CPU (``LoadResult.cpu_s``), also when it runs in other processes."""
 
     TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
-    def __init__(self, server_pid: int, postmaster_pid: int | None) -> None:
-        self.server_pid = server_pid
+    def __init__(self, server_pids: Sequence[int], postmaster_pid: int | None) -> None:
+        self.server_pids = tuple(server_pids)
         self.postmaster_pid = postmaster_pid
         self.available = Path("/proc/self/stat").exists()
 
@@ -289,7 +289,7 @@ class CpuMeter:
             return None
         stats = self._stats()
         return CpuUse(
-            server=self._tree(stats, self.server_pid),
+            server=sum(self._tree(stats, pid) for pid in self.server_pids),
             postgres=0.0 if self.postmaster_pid is None else self._tree(stats, self.postmaster_pid),
             loadgen=0.0,
         )
@@ -332,7 +332,7 @@ def _measure(
     bare_target = Target(HOST, bare.port, "/")
     me_target = Target(HOST, api.port, "/v1/me", headers={"Authorization": f"Bearer {token}"})
     per_round = options.duration / options.rounds
-    meters = {"bare": CpuMeter(bare.process.pid, None), "me": CpuMeter(api.process.pid, postmaster_pid)}
+    meters = {"bare": CpuMeter([bare.process.pid], None), "me": CpuMeter([api.process.pid], postmaster_pid)}
 
     def load(target: Target, seconds: float, warmup: float) -> LoadResult:
         return run_load(

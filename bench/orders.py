@@ -74,7 +74,7 @@ from bench.api_baseline import (
     _postmaster_pid,
     _start_server,
 )
-from bench.loadgen import LoadResult, Target, _new_loop, open_client, read_message, run_load
+from bench.loadgen import LoadResult, Target, _new_loop, generate, open_client, read_message
 from pasar.market.exchange import round_to_tick
 
 HOST = "127.0.0.1"
@@ -109,7 +109,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--duration", type=float, default=DEFAULT_DURATION, help="measured seconds of order load")
     parser.add_argument("--tenants", type=int, default=DEFAULT_TENANTS, help="enterprise tenants placing orders")
     parser.add_argument("--clients-per-tenant", type=int, default=DEFAULT_CLIENTS_PER_TENANT)
-    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="API worker processes")
+    parser.add_argument(
+        "--workers", type=int, default=DEFAULT_WORKERS, help="API processes, each on its own port (see above)"
+    )
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each measurement")
     parser.add_argument("--pool-size", type=int, default=10, help="database pool size of each API worker")
     parser.add_argument(
@@ -129,12 +131,13 @@ def parse_args(argv: list[str] | None = None) -> Options:
 
 @dataclass(frozen=True)
 class Seat:
-    """What one client trades: its tenant's token, one symbol and a limit price that rests."""
+    """What one client trades: its tenant's token, one symbol and a limit price that rests; and where it connects."""
 
     tenant: str
     token: str
     symbol: str
     resting_price: Decimal
+    port: int  # the API process this client is dealt to
 
 
 def _json_http(port: int, method: str, path: str, token: str, body: Any = None) -> Any:
@@ -202,10 +205,10 @@ def _request(method: str, path: str, token: str, key: str | None = None, body: A
     return Target(HOST, 0, path, method, headers, payload).encode()
 
 
-async def _order_client(port: int, seat: Seat, number: int, run: OrdersRun) -> None:
+async def _order_client(seat: Seat, number: int, run: OrdersRun) -> None:
     prefix = f"b{number}-{uuid.uuid4().hex[:10]}"
     sequence = 0
-    reader, writer = await open_client(HOST, port)
+    reader, writer = await open_client(HOST, seat.port)
     resting: str | None = None
     step = 0
     try:
@@ -235,7 +238,7 @@ async def _order_client(port: int, seat: Seat, number: int, run: OrdersRun) -> N
                 if started >= run.measure_from:
                     run.tallies[kind].errors += 1
                 writer.close()
-                reader, writer = await open_client(HOST, port)
+                reader, writer = await open_client(HOST, seat.port)
                 continue
             done = time.perf_counter()
             outcome = "error"
@@ -258,16 +261,16 @@ async def _order_client(port: int, seat: Seat, number: int, run: OrdersRun) -> N
                 run.warmup_done += 1
             if close:
                 writer.close()
-                reader, writer = await open_client(HOST, port)
+                reader, writer = await open_client(HOST, seat.port)
             step = (step + 1) % 4
     finally:
         writer.close()
 
 
-async def _orders_load(port: int, seats: list[Seat], duration: float, warmup: float) -> OrdersRun:
+async def _orders_load(seats: list[Seat], duration: float, warmup: float) -> OrdersRun:
     begin = time.perf_counter()
     run = OrdersRun(measure_from=begin + warmup, end=begin + warmup + duration)
-    await asyncio.gather(*(_order_client(port, seat, number, run) for number, seat in enumerate(seats)))
+    await asyncio.gather(*(_order_client(seat, number, run) for number, seat in enumerate(seats)))
     return run
 
 
@@ -280,6 +283,26 @@ def _result(tally: Tally, run: OrdersRun, concurrency: int) -> LoadResult:
         concurrency=concurrency,
         statuses=tally.http,
     )
+
+
+def _spread_load(ports: list[int], path: str, clients: int, duration: float, warmup: float) -> LoadResult:
+    """GET ``path`` over ``clients`` keep-alive connections dealt in turn to the API processes at ``ports``."""
+    shares = [len(range(number, clients, len(ports))) for number in range(len(ports))]
+
+    async def side_by_side() -> list[LoadResult]:
+        return await asyncio.gather(
+            *(
+                generate(Target(HOST, port, path), concurrency=share, duration=duration, warmup=warmup)
+                for port, share in zip(ports, shares, strict=True)
+                if share
+            )
+        )
+
+    loop = _new_loop()
+    try:
+        return LoadResult.combine(loop.run_until_complete(side_by_side()), parallel=True)
+    finally:
+        loop.close()
 
 
 # The run ----------------------------------------------------------------------------------------------------
@@ -311,17 +334,18 @@ def run(options: Options) -> dict[str, Any]:
             for number in range(options.tenants):
                 name = f"Bench Orders {number} {uuid.uuid4().hex[:6]}"
                 keys.append(_pasar_json(["tenant", "create", name, "--plan", "enterprise", "--json"], env)["api_key"])
-            port = _free_port()
             api_env = _pasar_env(
                 home,
                 PASAR_LOG_LEVEL="WARNING",
                 PASAR_DB_POOL_MAX_SIZE=str(options.pool_size),
                 PASAR_ACCESS_TOKEN_TTL_SECONDS="86400",  # noqa: S106 - a TTL; a long run must not outlive its token
             )
-            command = [_pasar_command(), "api", "--host", HOST, "--port", str(port), "--workers", str(options.workers)]
-            servers.append(
-                _start_server("pasar api", command, api_env, port, home / "bench-orders-api.log", "/healthz")
-            )
+            ports = [_free_port() for _ in range(options.workers)]
+            for number, port in enumerate(ports):
+                command = [_pasar_command(), "api", "--host", HOST, "--port", str(port), "--workers", "1"]
+                log = home / f"bench-orders-api-{number}.log"
+                servers.append(_start_server(f"pasar api #{number}", command, api_env, port, log, "/healthz"))
+            port = ports[0]
 
             seats: list[Seat] = []
             candidates: list[str] = []
@@ -331,31 +355,26 @@ def run(options: Options) -> dict[str, Any]:
                 chosen = _prepare_tenant(port, token, candidates, number * SYMBOLS_PER_TENANT)
                 for client in range(options.clients_per_tenant):
                     symbol, price = chosen[client % len(chosen)]
-                    seats.append(Seat(f"tenant-{number}", token, symbol, price))
+                    seats.append(Seat(f"tenant-{number}", token, symbol, price, ports[len(seats) % len(ports)]))
             print(
                 f"measuring: {options.tenants} enterprise tenants x {options.clients_per_tenant} clients = "
-                f"{options.clients} keep-alive connections placing and cancelling orders, {options.workers} API "
-                f"worker(s) with a pool of {options.pool_size} each, {os.cpu_count()} CPUs "
+                f"{options.clients} keep-alive connections placing and cancelling orders, dealt in turn to "
+                f"{options.workers} API process(es) with a pool of {options.pool_size} each, {os.cpu_count()} CPUs "
                 f"(load average before the run {load_before:.2f})",
                 flush=True,
             )
-            healthz = run_load(
-                Target(HOST, port, "/healthz"),
-                concurrency=options.clients,
-                duration=options.healthz_duration,
-                warmup=options.warmup,
-            )
+            healthz = _spread_load(ports, "/healthz", options.clients, options.healthz_duration, options.warmup)
             print(
                 f"  GET /healthz      {healthz.rps:9.1f} req/s  p50 {healthz.p50_ms:6.2f} ms  "
                 f"p95 {healthz.p95_ms:6.2f} ms  p99 {healthz.p99_ms:6.2f} ms  errors {healthz.errors}",
                 flush=True,
             )
-            meter = CpuMeter(servers[0].process.pid, _postmaster_pid(home))
+            meter = CpuMeter([server.process.pid for server in servers], _postmaster_pid(home))
             before = meter.read()
             cpu_begin, wall_begin = time.process_time(), time.perf_counter()
             loop = _new_loop()
             try:
-                orders_run = loop.run_until_complete(_orders_load(port, seats, options.duration, options.warmup))
+                orders_run = loop.run_until_complete(_orders_load(seats, options.duration, options.warmup))
             finally:
                 loop.close()
             after = meter.read()
