@@ -44,7 +44,7 @@ def test_the_window_has_sixty_buckets() -> None:
 
 @given(st.lists(st.integers(min_value=0, max_value=400), max_size=80).map(sorted))
 def test_the_window_matches_a_count_of_the_orders_in_the_last_sixty_seconds(offsets: list[int]) -> None:
-    window, placed = EMPTY, []
+    window, placed = EMPTY, list[int]()
     for offset in offsets:
         now = START + offset
         window = window.at(at(now))
