@@ -86,7 +86,7 @@ from bench.api_baseline import (
     _postmaster_pid,
     _start_server,
 )
-from bench.loadgen import LoadResult, Target, _new_loop, generate, open_client, read_message
+from bench.loadgen import LoadResult, Target, _new_loop, _split, generate, open_client, read_message
 from pasar.market.exchange import round_to_tick
 
 HOST = "127.0.0.1"
@@ -299,7 +299,7 @@ def _result(tally: Tally, run: OrdersRun, concurrency: int) -> LoadResult:
 
 def _spread_load(ports: list[int], path: str, clients: int, duration: float, warmup: float) -> LoadResult:
     """GET ``path`` over ``clients`` keep-alive connections dealt in turn to the API processes at ``ports``."""
-    shares = [len(range(number, clients, len(ports))) for number in range(len(ports))]
+    shares = _split(clients, len(ports))
 
     async def side_by_side() -> list[LoadResult]:
         return await asyncio.gather(

@@ -494,10 +494,6 @@ where tenant_id = %(tenant)s and scope = %(scope)s and key = %(key)s
 """
 
 
-def _rows(rows: Sequence[dict[str, Any]]) -> str:
-    return json_text(rows)
-
-
 @dataclass(frozen=True)
 class FillRows:
     """What one fill writes besides its order: the fill row, the position after it, its ledger entry, the cash."""
@@ -570,12 +566,12 @@ async def record_order(
             "loss_limited_on": loss_limited_on,
             "order_rate_second": order_rate.second,
             "order_rate_counts": "{" + ",".join(map(str, order_rate.counts)) + "}",  # text: cheaper than a list
-            "orders": _rows([order]),
-            "fills": _rows([] if fill is None else [fill.fill]),
-            "positions": _rows(positions),
-            "entries": _rows(entries),
-            "lines": _rows(lines),
-            "events": _rows(audit_rows),
+            "orders": json_text([order]),
+            "fills": json_text([] if fill is None else [fill.fill]),
+            "positions": json_text(positions),
+            "entries": json_text(entries),
+            "lines": json_text(lines),
+            "events": json_text(audit_rows),
             "answer_status": status,
             "answer_body": body,
             "scope": scope,
