@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,7 +16,9 @@ from api.runtime import Runtime
 from pasar.config import Settings, get_settings
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, serving_process: bool = False) -> FastAPI:
+    """``serving_process``: the app is the process's one job (``pasar api``), so its startup also tunes the
+    garbage collector for serving (see :func:`tune_gc_for_serving`)."""
     settings = settings or get_settings()
     metrics = Metrics()
 
@@ -24,6 +27,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime = await Runtime.start(settings)
         app.state.runtime = runtime
         metrics.pool.pool = runtime.database.pool
+        if serving_process:
+            tune_gc_for_serving()
         try:
             yield
         finally:
@@ -54,4 +59,19 @@ def create_app_from_env() -> FastAPI:
     """Entry point for ``uvicorn --factory`` (one app per worker process)."""
     settings = get_settings()
     configure_logging(settings.log_level)
-    return create_app(settings)
+    return create_app(settings, serving_process=True)
+
+
+YOUNG_GENERATION_THRESHOLD = 10_000
+
+
+def tune_gc_for_serving() -> None:
+    """A started API process holds ~450k long-lived objects (modules, schemas, routes, pools) and makes short-lived
+    ones for every request. With CPython's default threshold (a young collection every 700 allocations), the
+    objects of the requests in flight survive young collections, get promoted, and soon trigger full collections
+    that walk everything: ~150 ms each, every few seconds under load, ~7 % of the process's CPU (measured with
+    bench/orders). So: freeze what startup made (full collections skip frozen objects) and collect the young
+    generation every 10,000 allocations, by which time most of a request's objects are gone."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, 10, 10)
