@@ -24,7 +24,8 @@ def create_app(settings: Settings | None = None, *, serving_process: bool = Fals
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = await Runtime.start(settings)
+        # The model's libraries (MLflow, ONNX) are imported as it loads, in the background: frozen again after that.
+        runtime = await Runtime.start(settings, after_model_load=tune_gc_for_serving if serving_process else None)
         app.state.runtime = runtime
         metrics.pool.pool = runtime.database.pool
         if serving_process:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -41,7 +42,9 @@ class Runtime:
     signal_cache: SignalCache = field(default_factory=SignalCache)
 
     @classmethod
-    async def start(cls, settings: Settings) -> Runtime:
+    async def start(cls, settings: Settings, *, after_model_load: Callable[[], None] | None = None) -> Runtime:
+        """Everything a request needs, started; the champion model loads in the background, then
+        ``after_model_load`` runs in that thread."""
         urls = await asyncio.to_thread(database_urls, settings)  # may start the embedded cluster
         database = Database(
             urls.app,
@@ -79,7 +82,7 @@ class Runtime:
         stream = StreamHub(redis)
         await stream.start()
         predictor = Predictor.from_settings(settings)
-        predictor.start()
+        predictor.start(then=after_model_load)
         return cls(settings, database, redis, limiter, issuer, authenticator, usage, stream, predictor=predictor)
 
     async def stop(self) -> None:

@@ -42,7 +42,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -445,11 +445,12 @@ class Predictor:
                 model.native_error = f"{type(error).__name__}: {error}"
                 log.warning("loading the native model failed: %s", model.native_error)
 
-    def start(self) -> threading.Thread:
-        """Load the champion in a background thread (the caller does not wait)."""
+    def start(self, then: Callable[[], None] | None = None) -> threading.Thread:
+        """Load the champion in a background thread (the caller does not wait), then call ``then`` in that thread
+        (loaded or not: a failed load is logged, not raised)."""
         self._last_check = time.monotonic()
         thread = threading.Thread(
-            target=self._background_check, kwargs={"force": True}, daemon=True, name="pasar-model"
+            target=self._background_check, kwargs={"force": True, "then": then}, daemon=True, name="pasar-model"
         )
         self._checking.set()
         thread.start()
@@ -464,9 +465,11 @@ class Predictor:
         self._checking.set()
         threading.Thread(target=self._background_check, daemon=True, name="pasar-model-check").start()
 
-    def _background_check(self, force: bool = False) -> None:
+    def _background_check(self, force: bool = False, then: Callable[[], None] | None = None) -> None:
         try:
             self.reload_if_moved(force=force)
+            if then is not None:
+                then()
         finally:
             self._checking.clear()
 

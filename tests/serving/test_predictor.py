@@ -4,6 +4,7 @@ moves, explains additively; and the signal rules it serves (direction, feature a
 from __future__ import annotations
 
 import math
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,6 +111,23 @@ def test_reloads_when_the_alias_moves(store, settings, rows) -> None:
         assert np.array_equal(predictor.predict(rows), before)
     finally:
         store.set_champion(first)
+
+
+def test_start_loads_in_the_background_then_calls_back_in_that_thread(store, settings) -> None:
+    predictor = Predictor(RegistrySource(store.uri, store.model_name))
+    seen: list[tuple[str, bool]] = []
+    predictor.start(then=lambda: seen.append((threading.current_thread().name, predictor.model is not None)))
+    assert predictor.wait_idle(60)
+    assert seen == [("pasar-model", True)]  # after the load, before the predictor counts as idle
+
+
+def test_start_calls_back_when_the_load_fails_too(tmp_path: Path) -> None:
+    predictor = Predictor(RegistrySource(f"sqlite:///{tmp_path / 'broken.db'}", "no_such_model"))
+    (tmp_path / "broken.db").write_bytes(b"not a database")
+    called = threading.Event()
+    predictor.start(then=called.set)
+    assert predictor.wait_idle(60) and called.is_set()
+    assert predictor.model is None
 
 
 def test_lightgbm_contributions_sum_to_the_raw_score(store, settings, rows) -> None:
