@@ -45,4 +45,6 @@ if ! command -v uv >/dev/null 2>&1; then
     export PATH="$HOME/.local/bin:$PATH"
 fi
 say "uv sync (from uv.lock)"
-uv sync --frozen --python 3.11 --quiet
+# Bytecode compiled once, at install: where PYTHONDONTWRITEBYTECODE is set (as on the CI machines), Python would
+# otherwise compile every imported module again in every process (dbt --version: 2.9 s instead of 1.9 s).
+uv sync --frozen --python 3.11 --quiet --compile-bytecode
