@@ -70,9 +70,9 @@ def tune_gc_for_serving() -> None:
     """A started API process holds ~450k long-lived objects (modules, schemas, routes, pools) and makes short-lived
     ones for every request. With CPython's default threshold (a young collection every 700 allocations), the
     objects of the requests in flight survive young collections, get promoted, and soon trigger full collections
-    that walk everything: ~150 ms each, every few seconds under load, ~7 % of the process's CPU (measured with
-    bench/orders). So: freeze what startup made (full collections skip frozen objects) and collect the young
-    generation every 10,000 allocations, by which time most of a request's objects are gone."""
+    that walk everything: ~150 ms each, several a minute under bench/orders' load, ~8 % of the process's CPU.
+    So: freeze what startup made (full collections skip frozen objects) and collect the young generation every
+    10,000 allocations, by which time most of a request's objects are gone."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_GENERATION_THRESHOLD, 10, 10)
