@@ -49,6 +49,22 @@ then took 0.54 ms, about 0.2 ms of it foreign-key checks, each of which locks it
 keys imply (an order's and a fill's tenant) are gone. Orders' JSON is written by orjson. CPU per order-path request
 since: API 2.1-2.3 ms, PostgreSQL 1.25-1.6 ms (runs of the same code differ by ~15% on this shared machine).
 
+Fourth session. Timed with gc.callbacks, each API worker spent ~8% of its CPU in the garbage collector. With
+CPython's defaults, the objects of requests in flight were promoted, and full collections walked the ~450k objects
+startup had made, ~150 ms each. ``pasar api`` now freezes those objects and collects the young generation every
+10,000 allocations (api.app.tune_gc_for_serving). After that, no collection at all ran during a 20-s run.
+Bytecode is now compiled at install, because the machine sets PYTHONDONTWRITEBYTECODE. Before, each API worker
+compiled sklearn, scipy and MLflow while its model loaded, during the measurement. With both changes, the healthz
+p99 was 1.2-1.6 ms (2.8-11 ms before).
+
+Other things measured and left out:
+- Pipelines: psycopg's async pipelines cost more client CPU than plain statements on loopback.
+- One simple-query opening: planning the principal check every time cost PostgreSQL more than it saved.
+- Dropping more foreign keys: no gain beyond the noise.
+
+Runs of identical code still vary by ±20% in CPU per request (2.0-3.4 ms API in back-to-back runs) on this shared
+machine. Seven 30-s runs since the GC tuning: 347-508 orders/s (one over the bar), p95 19-31 ms.
+
     python -m bench.orders [--duration 30] [--tenants 8] [--clients-per-tenant 1] [--workers 2] [--home DIR]
 
 The last line of stdout is one JSON object with the figures.
