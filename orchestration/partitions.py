@@ -7,9 +7,11 @@ import dagster as dg
 from pasar.market.sources.bundled import BUNDLED_SYMBOLS
 from pasar.market.sources.synthetic import DEFAULT_START
 
+IDX_TIMEZONE = "Asia/Jakarta"  # WIB: the venue's clock for partitions and schedules
+
 # One partition per IDX calendar day (the asset loads nothing on weekends and holidays); days end at midnight WIB.
 synthetic_daily = dg.DailyPartitionsDefinition(
-    start_date=DEFAULT_START.isoformat(), timezone="Asia/Jakarta", end_offset=0
+    start_date=DEFAULT_START.isoformat(), timezone=IDX_TIMEZONE, end_offset=0
 )
 
 # One partition per series the backtesting package ships (GOOG, EURUSD, BTCUSD).

@@ -47,7 +47,7 @@ dbt_docs_schedule = dg.ScheduleDefinition(
     name="dbt_docs_weekly_schedule",
     job=dbt_docs_job,
     cron_schedule="0 6 * * 0",
-    execution_timezone="Asia/Jakarta",
+    execution_timezone=partitions.IDX_TIMEZONE,
 )
 
 
@@ -55,7 +55,7 @@ dbt_docs_schedule = dg.ScheduleDefinition(
     name="compliance_monthly_schedule",
     job=compliance_report_job,
     cron_schedule="0 6 1 * *",
-    execution_timezone="Asia/Jakarta",
+    execution_timezone=partitions.IDX_TIMEZONE,
 )
 def compliance_monthly_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
     """On the 1st at 06:00 WIB: last month's report of every tenant (after the night's dbt build)."""

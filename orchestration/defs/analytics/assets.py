@@ -68,7 +68,7 @@ MANIFEST = load_manifest()
 # tenants are dynamic (the report_tenants sensor adds each new tenant's slug), months are WIB months.
 REPORT_TENANTS = "report_tenants"
 report_tenants = dg.DynamicPartitionsDefinition(name=REPORT_TENANTS)
-report_months = dg.MonthlyPartitionsDefinition(start_date="2026-01-01", timezone="Asia/Jakarta", end_offset=0)
+report_months = dg.MonthlyPartitionsDefinition(start_date="2026-01-01", timezone=partitions.IDX_TIMEZONE, end_offset=0)
 tenant_months = dg.MultiPartitionsDefinition({"tenant": report_tenants, "month": report_months})
 
 

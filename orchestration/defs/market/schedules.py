@@ -5,8 +5,6 @@ import dagster as dg
 from orchestration import partitions
 from orchestration.defs.market.assets import bundled_bars, instruments, landing_bars, synthetic_bars
 
-IDX_TIMEZONE = "Asia/Jakarta"
-
 instruments_job = dg.define_asset_job(
     "instruments_job", selection=dg.AssetSelection.assets(instruments), description="Refresh the reference data."
 )
@@ -35,7 +33,7 @@ instruments_weekly_schedule = dg.ScheduleDefinition(
     name="instruments_weekly_schedule",
     job=instruments_job,
     cron_schedule="0 6 * * 1",
-    execution_timezone=IDX_TIMEZONE,
+    execution_timezone=partitions.IDX_TIMEZONE,
     description="Mondays 06:00 WIB: upsert the shipped instruments and holidays.",
 )
 
@@ -43,7 +41,7 @@ instruments_weekly_schedule = dg.ScheduleDefinition(
 @dg.schedule(
     job=bundled_job,
     cron_schedule="0 6 * * 0",
-    execution_timezone=IDX_TIMEZONE,
+    execution_timezone=partitions.IDX_TIMEZONE,
     description="Sundays 06:00 WIB: reload every bundled series (one run per symbol; unchanged rows stay as they are).",
 )
 def bundled_weekly_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-IDX_TIMEZONE = "Asia/Jakarta"
+from orchestration.partitions import IDX_TIMEZONE
 
 signal_training_job = dg.define_asset_job(
     "signal_training_job",
