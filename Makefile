@@ -42,6 +42,7 @@ unit:
 test: install-test lint typecheck unit
 
 bench: install-test
+	$(RUN) python -m bench.cpu_probe
 	$(RUN) python -m bench.api_baseline
 	$(RUN) python -m bench.ingest
 	$(RUN) python -m bench.features

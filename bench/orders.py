@@ -77,6 +77,8 @@ import asyncio
 import contextlib
 import json
 import os
+import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -302,6 +304,33 @@ async def _orders_load(seats: list[Seat], duration: float, warmup: float) -> Ord
     return run
 
 
+def _start_probe(seconds: float) -> subprocess.Popen[str]:
+    """bench.cpu_probe sampling in a process of its own (in this one it would hold the clients' GIL)."""
+    command = [sys.executable, "-m", "bench.cpu_probe", "--sample-for", str(seconds)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+
+
+def _probe_samples(probe: subprocess.Popen[str]) -> list[float]:
+    output, _ = probe.communicate(timeout=60)
+    lines = output.strip().splitlines()
+    if probe.returncode != 0 or not lines:
+        return []
+    samples: list[float] = json.loads(lines[-1])["samples_ms"]
+    return samples
+
+
+FAST_PROBE_RATIO = 1.25  # a sample within this factor of the run's fastest one counts as a full-speed CPU
+
+
+def _probe_figures(samples: list[float]) -> dict[str, float] | None:
+    """The probe's median and the share of its samples taken at full speed (near the fastest)."""
+    if not samples:
+        return None
+    fastest = min(samples)
+    fast = sum(1 for sample in samples if sample <= fastest * FAST_PROBE_RATIO)
+    return {"fastest_ms": fastest, "median_ms": statistics.median(samples), "full_speed_share": fast / len(samples)}
+
+
 def _result(tally: Tally, run: OrdersRun, concurrency: int) -> LoadResult:
     measured = max(run.last_done, run.end) - run.measure_from
     return LoadResult.build(
@@ -348,6 +377,7 @@ class Figures:
     clients: int
     wall_s: float  # how long the order clients ran, warm-up included: the span the CPU figures cover
     load_before: float
+    probes_ms: list[float]  # bench.cpu_probe's samples while the order clients ran
 
 
 def run(options: Options) -> dict[str, Any]:
@@ -398,6 +428,7 @@ def run(options: Options) -> dict[str, Any]:
                 flush=True,
             )
             meter = CpuMeter([server.process.pid for server in servers], _postmaster_pid(home))
+            probe = _start_probe(options.warmup + options.duration)
             before = meter.read()
             cpu_begin, wall_begin = time.process_time(), time.perf_counter()
             loop = _new_loop()
@@ -407,6 +438,7 @@ def run(options: Options) -> dict[str, Any]:
                 loop.close()
             after = meter.read()
             loadgen_cpu, wall = time.process_time() - cpu_begin, time.perf_counter() - wall_begin
+            probes = _probe_samples(probe)
         finally:
             for server in reversed(servers):
                 server.stop()
@@ -426,6 +458,7 @@ def run(options: Options) -> dict[str, Any]:
         clients=options.clients,
         wall_s=wall,
         load_before=load_before,
+        probes_ms=probes,
     )
     return _report(options, figures)
 
@@ -466,6 +499,13 @@ def _report(options: Options, figures: Figures) -> dict[str, Any]:
                 f"CPU-bound ceiling if the order path had all {cores} CPUs to itself: {ceiling:,.0f} orders/s "
                 "(with the cancels in the same mix)"
             )
+    probe = _probe_figures(figures.probes_ms)
+    if probe is not None:
+        print(
+            f"CPU probe while the clients ran (bench.cpu_probe, {len(figures.probes_ms)} samples of one work unit): "
+            f"fastest {probe['fastest_ms']:.2f} ms, median {probe['median_ms']:.2f} ms; "
+            f"{probe['full_speed_share']:.0%} of the samples ran at full speed (within {FAST_PROBE_RATIO}x the fastest)"
+        )
     print(
         f"throughput is over {figures.tenants} tenants x {options.clients_per_tenant} clients: one tenant's orders "
         "serialize on its account row lock"
@@ -501,6 +541,7 @@ def _report(options: Options, figures: Figures) -> dict[str, Any]:
         "cpu_share": None if share is None else round(share, 3),
         "orders_cpu_ceiling_per_s": None if ceiling is None else round(ceiling),
         "loadavg_before": round(figures.load_before, 2),
+        "cpu_probe": None if probe is None else {key: round(value, 3) for key, value in probe.items()},
         "server_cpu_ms": cpu_ms["server"],
         "pg_cpu_ms": cpu_ms["postgres"],
         "loadgen_cpu_ms": cpu_ms["loadgen"],
