@@ -65,6 +65,24 @@ Other things measured and left out:
 Runs of identical code still vary by ±20% in CPU per request (2.0-3.4 ms API in back-to-back runs) on this shared
 machine. Seven 30-s runs since the GC tuning: 347-508 orders/s (one over the bar), p95 19-31 ms.
 
+Fifth session: no change to the order path; what was measured, and why nothing was kept.
+- The machine: a fixed pure-Python work unit takes 3.5-4.2 ms of CPU in some seconds and 5.8-6.5 ms in others, with
+  nothing of ours running. bench.cpu_probe now samples it beside the clients; the throughput follows its full-speed
+  share, mostly (see that module): even with 89-94 % of the samples at full speed, 20-s runs gave 404-435 orders/s.
+  Four 30-s runs of this script: 440, 382, 375 and 324 orders/s, p95 24-31 ms.
+- Per request, sequentially in one process, without the load: an authenticated POST /v1/orders whose service and
+  transaction are stubs costs 280-290 us of API CPU (GET /healthz 65-77). Of those, the yield dependency holding the
+  transaction is ~80 us, the principal ~55-80 and the body and routing ~85. A tree with one dependency instead of
+  six cost the same (287 us). A psycopg round trip on a held connection costs 62 us of client CPU and 30 us of
+  server CPU (a Unix socket would save 7 and 3); a tenant transaction with one select, 220 us of client CPU.
+- PostgreSQL (pg_stat_statements over a 20-s run): the order's write 0.64 ms a call, the book 0.10, the key claim
+  0.09, the cancel's update 0.19. Statements are ~0.7 ms of its 1.3-1.5 ms of CPU per request; no plan is re-planned
+  (generic plans) and none reaches JIT.
+- Tried and rejected: the whole request in one psycopg pipeline, so that the opening rides with the book and the
+  write with COMMIT (2 round trips fewer), cost more API CPU (2.8-3.0 ms against 2.3-2.7 in the same hour);
+  4, 6, 12 or 16 tenants instead of 8 (more clients: more CPU per request, p95 63 ms at 16); synchronous_commit off
+  (no change beyond the noise, so the WAL flush is not the limit).
+
     python -m bench.orders [--duration 30] [--tenants 8] [--clients-per-tenant 1] [--workers 2] [--home DIR]
 
 The last line of stdout is one JSON object with the figures.
