@@ -1,7 +1,8 @@
 """The pre-trade risk engine: one pure function from an order and a snapshot of the account to a decision.
 
 The service gathers the snapshot (:class:`RiskContext`) inside the tenant's transaction and calls
-:func:`check_order` for every new or amended order; nothing reaches a venue without an accepted decision. The checks
+:func:`check_order` for every new or amended order; nothing reaches a venue without an accepted decision: a broker
+takes an :class:`ApprovedOrder`, and only :func:`approve` makes one, from an accepted decision. The checks
 run in a fixed order and the first failure wins, so a denial always carries exactly one stable reason code (and a
 message with the figures). The order is the cheapest, most fundamental first: the kill switch beats everything,
 then what the order *is* (instrument, shape, lots, ticks), then the market data it is judged against, then the
@@ -10,9 +11,10 @@ tenant's limits, and cash last (it depends on every price decided before).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from uuid import UUID
 
 from pasar.market.exchange import auto_rejection_limits, calendar, on_tick_grid
 from pasar.trading.fees import FeeModel, trade_value
@@ -29,9 +31,11 @@ from pasar.trading.models import (
 )
 
 __all__ = [
+    "ApprovedOrder",
     "RiskContext",
     "RiskDecision",
     "RiskLimits",
+    "approve",
     "check_order",
     "check_price",
     "is_reducing",
@@ -280,6 +284,36 @@ def _limit_checks(
             price,
         )
     return RiskDecision.accept(needed, price)
+
+
+_APPROVAL = object()  # held by this module alone: the proof an ApprovedOrder came from approve()
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovedOrder:
+    """An order the risk engine accepted, the one thing a broker's ``submit`` takes (:mod:`pasar.trading.broker`).
+    Made by :func:`approve` only: built any other way, it raises TypeError."""
+
+    order_id: UUID
+    request: OrderRequest
+    instrument: InstrumentInfo
+    reserve_cash: int
+    approval: object = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.approval is not _APPROVAL:
+            raise TypeError("an ApprovedOrder is made by the risk engine only (pasar.trading.risk.approve)")
+
+
+def approve(
+    decision: RiskDecision, request: OrderRequest, *, order_id: UUID, instrument: InstrumentInfo | None
+) -> ApprovedOrder:
+    """The order ``decision`` accepted, ready for a broker; ValueError for a denied one."""
+    if not decision.accepted:
+        raise ValueError(f"a denied order ({decision.reason}) cannot reach a broker")
+    if instrument is None:  # an accepted order's instrument is known: check_order denies unknown ones
+        raise ValueError("an order without a known instrument cannot reach a broker")
+    return ApprovedOrder(order_id, request, instrument, decision.reserve_cash, _APPROVAL)
 
 
 def check_order(request: OrderRequest, context: RiskContext, limits: RiskLimits, fees: FeeModel) -> RiskDecision:

@@ -30,8 +30,9 @@ from pasar.market.frames import Timeframe
 from pasar.tenancy.models import Principal, TenantConfig
 from pasar.trading import ledger
 from pasar.trading import repository as repo
+from pasar.trading.broker import Broker, Execution, PaperBroker
 from pasar.trading.fees import Costs, FeeModel, SlippageModel, trade_value
-from pasar.trading.matching import BarView, Match, MatchParams, OpenOrder, match
+from pasar.trading.matching import BarView, OpenOrder
 from pasar.trading.models import (
     CLOSED_STATUSES,
     InstrumentInfo,
@@ -48,7 +49,7 @@ from pasar.trading.models import (
 )
 from pasar.trading.order_rate import OrderRateWindow
 from pasar.trading.positions import FillEffect, Position, fill_effect, market_value, unrealized_pnl
-from pasar.trading.risk import RiskContext, RiskDecision, RiskLimits, check_order
+from pasar.trading.risk import ApprovedOrder, RiskContext, RiskDecision, RiskLimits, approve, check_order
 from pasar.trading.state_machine import IllegalTransition, transition
 
 ORDERS_SCOPE = "POST /v1/orders"
@@ -294,7 +295,8 @@ async def place_order(
     fill: _FillPlan | None = None
     ioc_remainder_of: str | None = None  # the status an immediate-or-cancel order's remainder is cancelled from
     if decision.accepted and instrument is not None and bar is not None:
-        order, fill = _match_new_order(book, order, instrument, bar)
+        approved = approve(decision, request, order_id=order["id"], instrument=context.instrument)
+        order, fill = _match_new_order(book, order, approved, instrument, bar)
         if order["status"] not in CLOSED_STATUSES and order["time_in_force"] == TimeInForce.ioc:
             ioc_remainder_of = order["status"]
             order = {**order, "status": _closing(order, OrderEvent.cancel).value, "reserved_cash": 0}
@@ -379,21 +381,25 @@ def _new_order(principal: Principal, request: OrderRequest, book: _Book, decisio
 
 
 def _match_new_order(
-    book: _Book, order: dict[str, Any], instrument: market.InstrumentRow, bar: dict[str, Any]
+    book: _Book,
+    order: dict[str, Any],
+    approved: ApprovedOrder,
+    instrument: market.InstrumentRow,
+    bar: dict[str, Any],
 ) -> tuple[dict[str, Any], _FillPlan | None]:
-    """A new order against the latest bar: the order as it then stands, and its fill if any."""
-    result = _match_bar(book, order, instrument, bar)
+    """A new order, sent to the venue with the latest bar: the order as it then stands, and its fill if any."""
+    execution = _broker(book).submit(approved, _bar_view(bar))
     order = {**order, "matched_until": bar["ts"]}
-    if result is not None and result.triggered:
+    if execution is not None and execution.triggered:
         order["stop_triggered"] = True
-    if result is None or result.quantity <= 0:
+    if execution is None or execution.quantity <= 0:
         return order, None
-    quantity = result.quantity
-    if _exceeds_reservation(order, quantity, result.price):
-        quantity = _affordable_quantity(book, instrument, quantity, result.price, book.reserved)
+    if _exceeds_reservation(order, execution.quantity, execution.price):
+        quantity = _affordable_quantity(book, instrument, execution.quantity, execution.price, book.reserved)
         if quantity <= 0:
             return order, None
-    fill = _plan_fill(book, order, instrument, quantity, result.price, bar)
+        execution = replace(execution, quantity=quantity)
+    fill = _plan_fill(book, order, instrument, execution, bar)
     return {**order, **fill.order_changes}, fill
 
 
@@ -543,29 +549,27 @@ async def amend_order(
 # The paper venue --------------------------------------------------------------------------------------------
 
 
-def _match_bar(
-    book: _Book, order: dict[str, Any], instrument: market.InstrumentRow, bar: dict[str, Any]
-) -> Match | None:
-    """The paper venue's answer for an open order on one bar (pure)."""
+def _broker(book: _Book) -> Broker:
+    """The venue the tenant's orders go to: the paper venue, with the tenant's participation and slippage."""
     trading = book.config.trading
-    return match(
-        OpenOrder(
-            side=Side(order["side"]),
-            type=OrderType(order["type"]),
-            remaining=order["quantity"] - order["filled_quantity"],
-            limit_price=order["limit_price"],
-            stop_price=order["stop_price"],
-            triggered=order["stop_triggered"],
-        ),
-        BarView(
-            ts=bar["ts"], open=bar["open"], high=bar["high"], low=bar["low"], close=bar["close"], volume=bar["volume"]
-        ),
-        MatchParams(
-            participation=trading.participation,
-            lot_size=instrument.lot_size,
-            tick_rule=instrument.tick_rule,
-            slippage=SlippageModel(bps=trading.slippage_bps),
-        ),
+    return PaperBroker(participation=trading.participation, slippage=SlippageModel(bps=trading.slippage_bps))
+
+
+def _bar_view(bar: dict[str, Any]) -> BarView:
+    return BarView(
+        ts=bar["ts"], open=bar["open"], high=bar["high"], low=bar["low"], close=bar["close"], volume=bar["volume"]
+    )
+
+
+def _open_order(order: dict[str, Any]) -> OpenOrder:
+    """A resting order as the venue sees it."""
+    return OpenOrder(
+        side=Side(order["side"]),
+        type=OrderType(order["type"]),
+        remaining=order["quantity"] - order["filled_quantity"],
+        limit_price=order["limit_price"],
+        stop_price=order["stop_price"],
+        triggered=order["stop_triggered"],
     )
 
 
@@ -581,19 +585,19 @@ async def _match_order(
     """Match a resting order against bars, oldest first: fills, expiry of day orders, the bars it has seen."""
     assert principal.tenant_id is not None
     local_day = (order["matched_until"] or bars[0]["ts"]).astimezone(VENUE_TIMEZONE).date()
+    broker = _broker(book)
     for bar in bars:
         if OrderStatus(order["status"]) in CLOSED_STATUSES:
             break
         if order["time_in_force"] == TimeInForce.day and (bar["ts"].astimezone(VENUE_TIMEZONE).date() > local_day):
             return await _close_order(conn, principal, order, OrderEvent.expire, "day order: the session ended")
-        result = _match_bar(book, order, instrument, bar)
+        view, lot_size, tick_rule = _bar_view(bar), instrument.lot_size, instrument.tick_rule
+        execution = broker.match(order["id"], _open_order(order), view, lot_size=lot_size, tick_rule=tick_rule)
         changes: dict[str, Any] = {"matched_until": bar["ts"]}
-        if result is not None and result.triggered and not order["stop_triggered"]:
+        if execution is not None and execution.triggered and not order["stop_triggered"]:
             changes["stop_triggered"] = True
-        if result is not None and result.quantity > 0:  # the fill writes these changes with its own
-            order = await _fill(
-                conn, principal, book, order, instrument, result.quantity, result.price, bar, outbox, changes
-            )
+        if execution is not None and execution.quantity > 0:  # the fill writes these changes with its own
+            order = await _fill(conn, principal, book, order, instrument, execution, bar, outbox, changes)
         else:
             order = await repo.update_order(conn, principal.tenant_id, order["id"], changes)
     return order
@@ -629,14 +633,9 @@ class _FillPlan:
 
 
 def _plan_fill(
-    book: _Book,
-    order: dict[str, Any],
-    instrument: market.InstrumentRow,
-    quantity: Decimal,
-    price: Decimal,
-    bar: dict[str, Any],
+    book: _Book, order: dict[str, Any], instrument: market.InstrumentRow, execution: Execution, bar: dict[str, Any]
 ) -> _FillPlan:
-    side = Side(order["side"])
+    side, quantity, price = Side(order["side"]), execution.quantity, execution.price
     held = book.positions.get(instrument.id)  # the account lock keeps the book current for this transaction
     before = Position() if held is None else Position(held["quantity"], held["avg_cost"], held["realized_pnl"])
     effect = fill_effect(before, side, quantity, price)
@@ -654,7 +653,7 @@ def _plan_fill(
     row = {
         "tenant_id": book.tenant_id,
         "order_id": order["id"],
-        "execution_id": f"paper:{order['id']}:{bar['ts'].isoformat()}",  # one fill per order and bar: idempotent
+        "execution_id": execution.execution_id,  # the venue's: fills are idempotent by it
         "instrument_id": instrument.id,
         "side": side.value,
         "quantity": quantity,
@@ -740,20 +739,20 @@ async def _fill(
     book: _Book,
     order: dict[str, Any],
     instrument: market.InstrumentRow,
-    quantity: Decimal,
-    price: Decimal,
+    execution: Execution,
     bar: dict[str, Any],
     outbox: Outbox,
     changes: dict[str, Any],
 ) -> dict[str, Any]:
-    """Book one fill of a resting ``order`` (and write ``changes``, the matching state of this bar, with it)."""
+    """Book one execution of a resting ``order`` (and write ``changes``, the matching state of this bar, with it)."""
     tenant_id = book.tenant_id
-    if _exceeds_reservation(order, quantity, price):
+    if _exceeds_reservation(order, execution.quantity, execution.price):
         reserved_by_others = await repo.reserved_cash(conn, tenant_id) - order["reserved_cash"]
-        quantity = _affordable_quantity(book, instrument, quantity, price, reserved_by_others)
+        quantity = _affordable_quantity(book, instrument, execution.quantity, execution.price, reserved_by_others)
         if quantity <= 0:
             return await repo.update_order(conn, tenant_id, order["id"], changes)
-    fill = _plan_fill(book, order, instrument, quantity, price, bar)
+        execution = replace(execution, quantity=quantity)
+    fill = _plan_fill(book, order, instrument, execution, bar)
     if not await repo.insert_fill(conn, fill.row):
         return await repo.update_order(conn, tenant_id, order["id"], changes)  # this execution was recorded already
     await _book_fill(conn, principal, book, instrument, fill, outbox)

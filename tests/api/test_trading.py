@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -35,8 +35,12 @@ from pasar.config import Settings
 from pasar.db.urls import DatabaseUrls
 from pasar.market import exchange
 from pasar.market import service as market_service
+from pasar.trading import service as trading_service
 from pasar.trading.bot import Intent, decide, run_demo_trading
+from pasar.trading.broker import Execution
+from pasar.trading.matching import BarView, OpenOrder
 from pasar.trading.models import OrderType, Side
+from pasar.trading.risk import ApprovedOrder
 
 T0 = datetime(2032, 3, 1, 2, 0, tzinfo=UTC)  # Monday 1 March 2032, 09:00 WIB
 MINUTE = timedelta(minutes=1)
@@ -257,6 +261,44 @@ def test_market_orders_fill_at_the_latest_close_slipped_onto_the_tick_grid_with_
     }
     (position,) = get(client, tenant_a, "/v1/positions")["items"]
     assert position["symbol"] == symbol and Decimal(position["quantity"]) == 0
+
+
+class LiveVenueStandIn:
+    """Where a live venue plugs in: it takes each order it is sent and reports no execution at once (a live venue's
+    come later, as execution reports), and it matches on its own side."""
+
+    venue = "live"
+
+    def __init__(self) -> None:
+        self.submitted: list[ApprovedOrder] = []
+
+    def submit(self, order: ApprovedOrder, bar: BarView) -> Execution | None:
+        self.submitted.append(order)
+        return None
+
+    def match(
+        self, order_id: UUID, order: OpenOrder, bar: BarView, *, lot_size: int, tick_rule: str
+    ) -> Execution | None:
+        return None
+
+
+def test_another_venue_plugs_in_behind_the_risk_engine_and_is_sent_only_what_it_accepted(
+    client: TestClient, urls: DatabaseUrls, tenant_a: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    venue = LiveVenueStandIn()
+    monkeypatch.setattr(trading_service, "_broker", lambda book: venue)
+    symbol = listed(urls, close=1000)
+    deposit(client, tenant_a, 10_000_000)
+
+    accepted = buy(client, tenant_a, symbol, 1000)
+    rejected = buy(client, tenant_a, symbol, 150)  # not a whole lot: denied, never sent
+    assert (accepted["status"], accepted["reject_reason"]) == ("accepted", None)
+    assert accepted["reserved_cash"] > 0  # resting at the venue, its cash reserved
+    assert (rejected["status"], rejected["reject_reason"]) == ("rejected", "lot_size")
+    assert [str(order.order_id) for order in venue.submitted] == [accepted["id"]]
+    assert venue.submitted[0].reserve_cash == accepted["reserved_cash"]
+    assert get(client, tenant_a, "/v1/fills", order_id=accepted["id"])["items"] == []
+    assert match(client, tenant_a) == 0  # the venue matches on its side and reports its executions
 
 
 def test_a_corrected_latest_bar_is_the_price_of_the_next_order(
