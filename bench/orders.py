@@ -69,7 +69,8 @@ Fifth session: no change to the order path; what was measured, and why nothing w
 - The machine: a fixed pure-Python work unit takes 3.5-4.2 ms of CPU in some seconds and 5.8-6.5 ms in others, with
   nothing of ours running. bench.cpu_probe now samples it beside the clients; the throughput follows its full-speed
   share, mostly (see that module): even with 89-94 % of the samples at full speed, 20-s runs gave 404-435 orders/s.
-  Four 30-s runs of this script: 440, 382, 375 and 324 orders/s, p95 24-31 ms.
+  Seven 30-s runs of this script: 440, 382, 375, 324, 323, 360 and 447 orders/s, p95 22-33 ms; the best, with 88 %
+  of the probe's samples at full speed, used 1.75 ms of API and 1.37 ms of PostgreSQL CPU per request (ceiling 466/s).
 - Per request, sequentially in one process, without the load: an authenticated POST /v1/orders whose service and
   transaction are stubs costs 280-290 us of API CPU (GET /healthz 65-77). Of those, the yield dependency holding the
   transaction is ~80 us, the principal ~55-80 and the body and routing ~85. A tree with one dependency instead of
