@@ -65,7 +65,8 @@ Other things measured and left out:
 Runs of identical code still vary by ±20% in CPU per request (2.0-3.4 ms API in back-to-back runs) on this shared
 machine. Seven 30-s runs since the GC tuning: 347-508 orders/s (one over the bar), p95 19-31 ms.
 
-Fifth session: no change to the order path; what was measured, and why nothing was kept.
+Fifth session: no change to the order path's cost (it gained the broker interface, pasar.trading.broker, with no
+difference beyond the noise in interleaved runs); what was measured, and why nothing was kept.
 - The machine: a fixed pure-Python work unit takes 3.5-4.2 ms of CPU in some seconds and 5.8-6.5 ms in others, with
   nothing of ours running. bench.cpu_probe now samples it beside the clients; the throughput follows its full-speed
   share, mostly (see that module): even with 89-94 % of the samples at full speed, 20-s runs gave 404-435 orders/s.
@@ -330,7 +331,13 @@ def _start_probe(seconds: float) -> subprocess.Popen[str]:
 
 
 def _probe_samples(probe: subprocess.Popen[str]) -> list[float]:
-    output, _ = probe.communicate(timeout=60)
+    """The probe's samples; none if it failed or overran (the figures are printed without it)."""
+    try:
+        output, _ = probe.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        probe.kill()
+        probe.communicate()
+        return []
     lines = output.strip().splitlines()
     if probe.returncode != 0 or not lines:
         return []

@@ -585,14 +585,15 @@ async def _match_order(
     """Match a resting order against bars, oldest first: fills, expiry of day orders, the bars it has seen."""
     assert principal.tenant_id is not None
     local_day = (order["matched_until"] or bars[0]["ts"]).astimezone(VENUE_TIMEZONE).date()
-    broker = _broker(book)
+    broker, lot_size, tick_rule = _broker(book), instrument.lot_size, instrument.tick_rule
     for bar in bars:
         if OrderStatus(order["status"]) in CLOSED_STATUSES:
             break
         if order["time_in_force"] == TimeInForce.day and (bar["ts"].astimezone(VENUE_TIMEZONE).date() > local_day):
             return await _close_order(conn, principal, order, OrderEvent.expire, "day order: the session ended")
-        view, lot_size, tick_rule = _bar_view(bar), instrument.lot_size, instrument.tick_rule
-        execution = broker.match(order["id"], _open_order(order), view, lot_size=lot_size, tick_rule=tick_rule)
+        execution = broker.match(
+            order["id"], _open_order(order), _bar_view(bar), lot_size=lot_size, tick_rule=tick_rule
+        )
         changes: dict[str, Any] = {"matched_until": bar["ts"]}
         if execution is not None and execution.triggered and not order["stop_triggered"]:
             changes["stop_triggered"] = True
