@@ -85,6 +85,25 @@ difference beyond the noise in interleaved runs); what was measured, and why not
   4, 6, 12 or 16 tenants instead of 8 (more clients: more CPU per request, p95 63 ms at 16); synchronous_commit off
   (no change beyond the noise, so the WAL flush is not the limit).
 
+Sixth session: where the budget goes, and why the bar is out of reach in this design. At 500 orders/s with one
+cancel per three orders, 2 CPUs allow 3.00 ms of CPU per order-path request for everything (printed as the bar's
+CPU budget); runs use 3.8-4.3 ms (API 2.2-2.7, PostgreSQL 1.4-1.6, load generator 0.13-0.15).
+- perf, system-wide during a run: the API processes ~55 % of the samples, PostgreSQL ~37 %. Inside an API process,
+  73 % is the Python interpreter itself and 15 % the kernel (sockets, task switches); psycopg's and libpq's C parts
+  are 3 %. So the cost is Python bytecode, spread thin: py-spy puts ~45 % of an API process's samples in psycopg's
+  Python layers (cursors, pipelines, waits), ~18 % in FastAPI's dependency solving (the transaction's opening
+  included), and only ~6 % in the order's own rules (risk engine, fees, JSON) outside its statements.
+- The driver: the order's transaction shape (BEGIN, set_config, a check; key, lock and book; one write; COMMIT) on a
+  scratch table costs 720-850 us of client CPU with psycopg, pipelined or not, and 470-510 us with asyncpg (8 round
+  trips; a scratch measurement: asyncpg is not a dependency). Rewriting the data layer on asyncpg would save ~0.3 ms
+  a request: not the 1.0-1.3 ms missing.
+- The framework: FastAPI 0.121-0.165 (with Starlette 0.46 or 1.10) gave the same cost for a POST /v1/orders whose
+  transaction and service are stubs, relative to GET /healthz in the same process (3.9-4.8x); the absolute figures
+  (202-318 us) followed the machine's speed.
+- What would reach it: the whole order in one round trip, its risk checks and bookkeeping in a PL/pgSQL function,
+  moving every rule of pasar.trading out of Python (and keeping a second copy for amendments, the bot and the
+  matcher). The design keeps the rules in the services; that is not done.
+
     python -m bench.orders [--duration 30] [--tenants 8] [--clients-per-tenant 1] [--workers 2] [--home DIR]
 
 The last line of stdout is one JSON object with the figures.
@@ -505,6 +524,7 @@ def _report(options: Options, figures: Figures) -> dict[str, Any]:
     print(f"ratio POST /v1/orders / GET /healthz: {ratio:.3f}")
     cpu_ms: dict[str, float | None] = {"server": None, "postgres": None, "loadgen": None}
     ceiling: float | None = None
+    budget_ms: float | None = None
     share: float | None = None
     if figures.cpu is not None and figures.answered:
         for part in cpu_ms:
@@ -524,6 +544,13 @@ def _report(options: Options, figures: Figures) -> dict[str, Any]:
             print(
                 f"CPU-bound ceiling if the order path had all {cores} CPUs to itself: {ceiling:,.0f} orders/s "
                 "(with the cancels in the same mix)"
+            )
+        if order_share > 0:
+            # What the bar allows: at 500 orders/s (and the cancels in the same mix) every CPU busy all the time.
+            budget_ms = 1000.0 * cores * order_share / BAR_ORDERS_PER_S
+            print(
+                f"CPU budget of the bar: {budget_ms:.2f} ms per order-path request, all processes together; this run "
+                f"used {1000.0 * used / figures.answered:.2f}"
             )
     probe = _probe_figures(figures.probes_ms)
     if probe is not None:
@@ -566,6 +593,7 @@ def _report(options: Options, figures: Figures) -> dict[str, Any]:
         "duration_s": options.duration,
         "cpu_share": None if share is None else round(share, 3),
         "orders_cpu_ceiling_per_s": None if ceiling is None else round(ceiling),
+        "cpu_budget_ms_at_bar": None if budget_ms is None else round(budget_ms, 3),
         "loadavg_before": round(figures.load_before, 2),
         "cpu_probe": None if probe is None else {key: round(value, 3) for key, value in probe.items()},
         "server_cpu_ms": cpu_ms["server"],
