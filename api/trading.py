@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from api.deps import CurrentPrincipal, TenantConn, require
 from api.errors import error_response
@@ -55,6 +55,13 @@ class OrderAmend(Body):
     quantity: Quantity | None = None
     limit_price: Price | None = None
     stop_price: Price | None = None
+
+    @model_validator(mode="after")
+    def changes_something(self) -> Self:
+        # An empty amendment would still pass the risk engine and be audited as an amendment that changed nothing.
+        if self.quantity is None and self.limit_price is None and self.stop_price is None:
+            raise ValueError("give at least one of quantity, limit_price and stop_price")
+        return self
 
 
 class Order(BaseModel):

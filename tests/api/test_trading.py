@@ -453,6 +453,22 @@ def test_a_denied_amendment_changes_nothing_and_answers_422_with_the_reason(
     assert denial["action"] == "order.amend_rejected" and denial["details"]["reason"] == reason
 
 
+def test_an_amendment_that_changes_nothing_is_refused_at_the_edge(
+    client: TestClient, urls: DatabaseUrls, tenant_a: Any, owner: psycopg.Connection[dict[str, Any]]
+) -> None:
+    symbol = listed(urls, close=1000)
+    deposit(client, tenant_a, 3_000_000)
+    order = buy(client, tenant_a, symbol, 1000, type="limit", limit_price="960", time_in_force="gtc")
+    for empty in ({}, {"quantity": None, "limit_price": None}):
+        response = client.patch(f"/v1/orders/{order['id']}", json=empty, headers=tenant_a.headers)
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert error["code"] == "validation_error"
+        assert "at least one of quantity, limit_price and stop_price" in error["details"][0]["msg"]
+    assert order_by_id(client, tenant_a, order["id"]) == order
+    assert [event["action"] for event in audit_actions(owner, tenant_a.id, order["id"])] == ["order.accepted"]
+
+
 def test_cancel_releases_the_reserved_cash_and_a_filled_order_cannot_be_cancelled(
     client: TestClient, urls: DatabaseUrls, tenant_a: Any, owner: psycopg.Connection[dict[str, Any]]
 ) -> None:
