@@ -419,8 +419,16 @@ def test_amend_price_and_quantity_goes_through_risk_and_moves_the_reservation(
     amended = response.json()
     assert Decimal(amended["quantity"]) == 2000 and amended["reserved_cash"] == buy_cash(2000, 960)
     assert amended["id"] == order["id"] and amended["status"] == "accepted"
-    actions = [event["action"] for event in audit_actions(owner, tenant_a.id, order["id"])]
-    assert actions == ["order.accepted", "order.amended", "order.amended"]
+    events = audit_actions(owner, tenant_a.id, order["id"])
+    assert [event["action"] for event in events] == ["order.accepted", "order.amended", "order.amended"]
+    # Each amendment records the terms before and after; a price the order does not have is null, not "None".
+    assert events[1]["details"] == {
+        "quantity": "1000",
+        "limit_price": "960",
+        "stop_price": None,
+        "previous": {"quantity": "1000", "limit_price": "950", "stop_price": None},
+    }
+    assert events[2]["details"]["quantity"] == "2000" and events[2]["details"]["previous"]["quantity"] == "1000"
 
 
 @pytest.mark.parametrize(
