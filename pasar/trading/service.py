@@ -536,22 +536,18 @@ async def amend_order(
         action="order.amended",
         target_type="order",
         target_id=order_id,
-        details={
-            **_terms(new_quantity, remaining.limit_price, remaining.stop_price),
-            "previous": _terms(order["quantity"], order["limit_price"], order["stop_price"]),
-        },
+        # The terms after and before; _jsonable writes decimals as text and an absent price as null.
+        details=_jsonable(
+            {
+                "quantity": new_quantity,
+                "limit_price": remaining.limit_price,
+                "stop_price": remaining.stop_price,
+                "previous": {key: order[key] for key in ("quantity", "limit_price", "stop_price")},
+            }
+        ),
     )
     outbox.add("order", order_document(updated))
     return order_document(updated)
-
-
-def _terms(quantity: Decimal, limit_price: Decimal | None, stop_price: Decimal | None) -> dict[str, str | None]:
-    """An order's amendable terms for the audit trail: decimals as text, an absent price as null."""
-    return {
-        "quantity": str(quantity),
-        "limit_price": None if limit_price is None else str(limit_price),
-        "stop_price": None if stop_price is None else str(stop_price),
-    }
 
 
 # The paper venue --------------------------------------------------------------------------------------------
